@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535, description="first stage's HTTP port")
     store: str = Field(default="rocksdb://", description="Faust table store URL")
+    commit_interval: float = Field(
+        default=0.5, gt=0, description="seconds between a stage's transaction commits"
+    )
 
     @field_validator("namespace")
     @classmethod

@@ -152,7 +152,9 @@ def _load_tariff(path: Path, countries: frozenset[str]) -> tuple[TariffLine, ...
                 raise ReferenceDataError(f"{where}: origin {origin!r} is not an ISO country code")
             preferential[origin] = _decimal(rate, f"{where}: preferential {origin}")
         result.append(
-            TariffLine(prefix, _decimal(entry.get("ergaOmnes"), f"{where}: ergaOmnes"), preferential)
+            TariffLine(
+                prefix, _decimal(entry.get("ergaOmnes"), f"{where}: ergaOmnes"), preferential
+            )
         )
     return tuple(result)
 

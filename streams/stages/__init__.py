@@ -1,0 +1,11 @@
+"""One module per stage; each exposes `build(ctx)` that registers its agents and tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from streams.app import StageContext
+from streams.stages import intake
+
+BUILDERS: dict[str, Callable[[StageContext], Any]] = {intake.STAGE: intake.build}

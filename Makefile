@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KAFKA := deploy/local/kafka.sh
+
+.PHONY: setup run test lint unit integration broker broker-stop broker-status clean
+
+setup: $(STAMP)
+
+# Reinstall only when the dependency pins change; pip's own cache makes a reinstall cheap.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+broker:
+	@bash $(KAFKA) start
+
+broker-stop:
+	@bash $(KAFKA) stop
+
+broker-status:
+	@bash $(KAFKA) status
+
+run: setup broker
+	$(BIN)/cci demo --count 1000
+
+lint: setup
+	$(BIN)/ruff check streams tests
+	$(BIN)/ruff format --check streams tests
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+integration: setup broker
+	$(BIN)/pytest -q tests/integration
+
+# Lint first: it is the cheapest way to fail. The broker is started for the integration tests.
+test: lint broker
+	$(BIN)/pytest tests
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

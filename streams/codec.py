@@ -1,0 +1,167 @@
+"""Avro single-object encoding of every event, resolved through a catalogue of committed schemas.
+
+Wire form: `C3 01`, the 8-byte CRC-64-AVRO fingerprint of the writer schema's parsing canonical
+form (little-endian, as the Avro specification writes it), then the Avro binary body. Every
+message therefore names its own schema without a registry service, and a reader resolves any
+earlier committed version of a schema to the latest one by Avro's schema-resolution rules.
+
+Layout of the catalogue: `schemas/<logical name>/v<N>.avsc`, one file per published version,
+never edited once committed (tests/unit/test_schemas.py guards that through `fingerprints.lock`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+_VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.avsc$")
+
+
+class DecodeError(Exception):
+    """Bytes that cannot be read as the expected event. `reason` is stable, for dead letters."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    logical: str
+    version: int
+    path: Path
+    schema: Any  # fastavro's parsed schema
+    fingerprint: bytes
+
+    @property
+    def header(self) -> bytes:
+        return MAGIC + self.fingerprint
+
+
+def schema_fingerprint(parsed: Any) -> bytes:
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
+def load_version(path: Path, logical: str) -> SchemaVersion:
+    match = _VERSION_FILE.match(path.name)
+    if not match:
+        raise ValueError(f"{path}: schema files are named v<N>.avsc")
+    parsed = parse_schema(json.loads(path.read_text()), _write_hint=False)
+    return SchemaVersion(logical, int(match.group(1)), path, parsed, schema_fingerprint(parsed))
+
+
+class SchemaCatalogue:
+    """Every committed schema version, by logical event name and by fingerprint."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._versions: dict[str, list[SchemaVersion]] = {}
+        self._by_fingerprint: dict[bytes, SchemaVersion] = {}
+        for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
+            versions = sorted(
+                (load_version(f, folder.name) for f in folder.glob("v*.avsc")),
+                key=lambda v: v.version,
+            )
+            if not versions:
+                continue
+            if [v.version for v in versions] != list(range(1, len(versions) + 1)):
+                raise ValueError(f"{folder}: versions must be v1..vN without gaps")
+            self._versions[folder.name] = versions
+            for version in versions:
+                other = self._by_fingerprint.get(version.fingerprint)
+                if other is not None:
+                    raise ValueError(f"{version.path} has the same canonical form as {other.path}")
+                self._by_fingerprint[version.fingerprint] = version
+        if not self._versions:
+            raise ValueError(f"{directory}: no schemas found")
+
+    def logical_names(self) -> list[str]:
+        return sorted(self._versions)
+
+    def versions(self, logical: str) -> list[SchemaVersion]:
+        try:
+            return self._versions[logical]
+        except KeyError:
+            raise KeyError(f"no schema for event {logical!r}") from None
+
+    def latest(self, logical: str) -> SchemaVersion:
+        return self.versions(logical)[-1]
+
+    def by_fingerprint(self, fp: bytes) -> SchemaVersion | None:
+        return self._by_fingerprint.get(fp)
+
+    def __iter__(self) -> Iterator[SchemaVersion]:
+        for logical in self.logical_names():
+            yield from self._versions[logical]
+
+    def encode(self, logical: str, record: Mapping[str, Any]) -> bytes:
+        writer = self.latest(logical)
+        buffer = io.BytesIO()
+        buffer.write(writer.header)
+        schemaless_writer(buffer, writer.schema, record)
+        return buffer.getvalue()
+
+    def writer_of(self, data: bytes) -> SchemaVersion:
+        if len(data) < HEADER_SIZE or data[:2] != MAGIC:
+            raise DecodeError(
+                "not-single-object-encoding",
+                f"{len(data)} bytes without the Avro single-object header C3 01",
+            )
+        writer = self._by_fingerprint.get(data[2:HEADER_SIZE])
+        if writer is None:
+            raise DecodeError(
+                "unknown-schema", f"fingerprint {data[2:HEADER_SIZE].hex()} is in no catalogue"
+            )
+        return writer
+
+    def decode(self, logical: str, data: bytes) -> dict[str, Any]:
+        """Decode `data` as event `logical`, resolving an earlier writer version to the latest."""
+        writer = self.writer_of(data)
+        if writer.logical != logical:
+            raise DecodeError(
+                "wrong-schema", f"message is a {writer.logical} v{writer.version}, not a {logical}"
+            )
+        return _read_body(data, writer, self.latest(logical))
+
+    def decode_any(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        writer = self.writer_of(data)
+        return writer.logical, _read_body(data, writer, self.latest(writer.logical))
+
+
+def _read_body(data: bytes, writer: SchemaVersion, reader: SchemaVersion) -> dict[str, Any]:
+    stream = io.BytesIO(data)
+    stream.seek(HEADER_SIZE)
+    try:
+        # Resolution costs a second walk of the schema: skip it when the versions agree.
+        record = schemaless_reader(
+            stream, writer.schema, None if reader is writer else reader.schema
+        )
+    except Exception as exc:  # fastavro raises many types on corrupt input
+        raise DecodeError(
+            "malformed-body", f"{writer.logical} v{writer.version}: {type(exc).__name__}: {exc}"
+        ) from None
+    if stream.tell() != len(data):
+        raise DecodeError(
+            "malformed-body",
+            f"{len(data) - stream.tell()} bytes left after the {writer.logical} record",
+        )
+    if not isinstance(record, dict):
+        raise DecodeError("malformed-body", "the body is not an Avro record")
+    return record
+
+
+@lru_cache(maxsize=4)
+def catalogue(directory: Path) -> SchemaCatalogue:
+    return SchemaCatalogue(directory)

@@ -1,0 +1,122 @@
+"""The catalogue of events and topics (spec §2), and which stage reads and writes which.
+
+Logical event names are the contract campaigns use; topic names are `<namespace>.<topic>` so that
+recette runs live in their own namespace. Keys are derived from the record itself, so that every
+producer (gateway, CLI, campaign runner, stage) keys the same event the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+KeyFn = Callable[[Mapping[str, Any]], str | None]
+
+
+def declaration_key(eori: str, lrn: str) -> str:
+    return f"{eori}/{lrn}"
+
+
+def _lodged_key(record: Mapping[str, Any]) -> str:
+    return declaration_key(record["declarant"]["eori"], record["lrn"])
+
+
+def _rejected_key(record: Mapping[str, Any]) -> str:
+    return declaration_key(record["declarantEori"], record["lrn"])
+
+
+def _mrn_key(record: Mapping[str, Any]) -> str:
+    return str(record["mrn"])
+
+
+def _declarant_key(record: Mapping[str, Any]) -> str:
+    return str(record["declarantEori"])
+
+
+def _no_key(record: Mapping[str, Any]) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Event:
+    logical: str
+    topic: str
+    key: KeyFn
+    compacted: bool = False
+
+
+EVENTS: dict[str, Event] = {
+    e.logical: e
+    for e in (
+        Event("declaration.lodged", "declarations.lodged", _lodged_key),
+        Event("invalidation.requested", "invalidations.requested", _mrn_key),
+        Event("cop.goods-presented", "cop.goods-presented", _mrn_key),
+        Event("cop.risk-result", "cop.risk-results", _mrn_key),
+        Event("control.result", "controls.results", _mrn_key),
+        Event("clock.tick", "clock.ticks", _no_key),
+        Event("declaration.rejected", "declarations.rejected", _rejected_key),
+        Event("declaration.accepted", "declarations.accepted", _mrn_key),
+        Event("risk.assessed", "risk.assessed", _mrn_key),
+        Event("duties.assessed", "duties.assessed", _mrn_key),
+        Event("cop.forwarded", "cop.forwarded", _mrn_key),
+        Event("declaration.released", "declarations.released", _mrn_key),
+        Event("declaration.not-released", "declarations.not-released", _mrn_key),
+        Event("declaration.invalidated", "declarations.invalidated", _mrn_key),
+        Event("trader.notification", "trader.notifications", _declarant_key),
+        Event("declaration.status", "declarations.status", _mrn_key, compacted=True),
+    )
+}
+
+DEAD_LETTER = "dead-letter"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A processing stage: its own consumer group, the events it reads and writes."""
+
+    name: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    tables: tuple[str, ...] = field(default=())
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage(
+            "intake",
+            reads=("declaration.lodged",),
+            writes=("declaration.accepted", "declaration.rejected", "trader.notification"),
+            tables=("declarations", "sequences"),
+        ),
+    )
+}
+
+
+def topic_name(namespace: str, logical: str) -> str:
+    try:
+        return f"{namespace}.{EVENTS[logical].topic}"
+    except KeyError:
+        known = ", ".join(sorted(EVENTS))
+        raise KeyError(f"unknown event {logical!r}; known events: {known}") from None
+
+
+def dead_letter_topic(namespace: str, stage: str) -> str:
+    return f"{namespace}.dead-letters.{stage}"
+
+
+def group_id(namespace: str, stage: str) -> str:
+    return f"{namespace}-{stage}"
+
+
+def event_key(logical: str, record: Mapping[str, Any]) -> bytes | None:
+    key = EVENTS[logical].key(record)
+    return None if key is None else key.encode()
+
+
+def all_topics(namespace: str) -> dict[str, bool]:
+    """Every topic of the namespace that the admin tool creates, with whether it is compacted."""
+    topics = {topic_name(namespace, e.logical): e.compacted for e in EVENTS.values()}
+    topics.update({dead_letter_topic(namespace, s): False for s in STAGES})
+    return topics

@@ -1,0 +1,76 @@
+"""Run stages: one Faust worker process per stage, each its own consumer group."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+import faust
+
+from streams.app import make_app, make_context
+from streams.config import Settings
+from streams.stages import BUILDERS
+
+
+def stage_port(settings: Settings, stage: str) -> int:
+    return settings.web_port + sorted(BUILDERS).index(stage)
+
+
+def build_stage(stage: str, settings: Settings) -> faust.App:
+    app = make_app(stage, settings, web_port=stage_port(settings, stage))
+    BUILDERS[stage](make_context(stage, settings, app))
+    return app
+
+
+def run_stage(stage: str, settings: Settings, loglevel: str = "info") -> None:
+    """Run one stage in this process until it is stopped (SIGTERM or SIGINT)."""
+    (settings.state_dir / settings.namespace / stage).mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=loglevel.upper())
+    app = build_stage(stage, settings)
+    worker = faust.Worker(app, loglevel=loglevel)
+    worker.execute_from_commandline()
+
+
+def run_all(stages: Sequence[str], loglevel: str, namespace: str) -> int:
+    """Run each stage as its own process, as in production; stop them all on a signal."""
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                "--stage",
+                s,
+                "--loglevel",
+                loglevel,
+                "--namespace",
+                namespace,
+            ]
+        )
+        for s in stages
+    ]
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while all(c.poll() is None for c in children):
+        time.sleep(0.5)
+    stop(signal.SIGTERM, None)
+    deadline = time.monotonic() + 30
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.kill(child.pid, signal.SIGKILL)
+    return max((c.returncode or 0) for c in children)
