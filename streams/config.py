@@ -14,7 +14,7 @@ LOCAL_BOOTSTRAP = "127.0.0.1:9092"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CCI_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CCI_", extra="ignore", populate_by_name=True)
 
     bootstrap: str = Field(
         default=LOCAL_BOOTSTRAP,

@@ -22,7 +22,7 @@ import random
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -333,7 +333,7 @@ class _Risk:
         return self.min_cents is None or _customs_cents(item.amount, rate_micro) >= self.min_cents
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Currency:
     code: str
     rate_micro: int  # EUR per unit, in millionths; 10**6 for EUR
@@ -358,7 +358,7 @@ class _Context:
     forced_risks: list[_Risk]
     currencies: list[str]
     lrn_tag: str
-    watched: frozenset[str] = field(default_factory=frozenset)
+    watched: frozenset[str]  # EORIs named by risk profiles: kept out of the trader pool
 
 
 def generate(
@@ -379,6 +379,8 @@ def generate(
         start = DEFAULT_START
     if start.tzinfo is None:
         raise ValueError("start must carry a UTC offset: event time is never local time")
+    if country not in reference.eu_member_states:
+        raise ValueError(f"country {country!r}: an SCO node is in an EU Member State")
     if count > 10**9:
         raise ValueError(f"count {count}: at most 10**9 LRNs fit in {_MAX_LRN} characters")
     return _declarations(_context(seed, reference, country), count, invalid_share, start)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -19,6 +20,8 @@ INT_RANGE = (-(2**31), 2**31 - 1)
 LONG_RANGE = (-(2**63), 2**63 - 1)
 # Avro timestamp-millis is a long; fastavro (and Python) stop at year 9999 anyway.
 _MIN_TS = datetime(1, 1, 1, tzinfo=UTC)
+# datetime keeps microseconds and drops further digits silently: they are checked on the text.
+_FRACTION = re.compile(r"[.,]([0-9]+)")
 
 
 class JsonFormError(ValueError):
@@ -54,12 +57,29 @@ def _named(schema: Any, names: dict[str, Any]) -> Any:
 
 def from_json(schema: Any, value: Any) -> Any:
     """Convert the JSON form `value` to the Avro-native form of `schema` (parsed by fastavro)."""
-    return _from(schema, value, "", {})
+    return _from(schema, value, "", _named_types(schema, {}))
 
 
 def to_json(schema: Any, value: Any) -> Any:
     """Convert an Avro-native value (as fastavro reads it) to its JSON form."""
-    return _to(schema, value, {})
+    return _to(schema, value, _named_types(schema, {}))
+
+
+def _named_types(schema: Any, names: dict[str, Any]) -> dict[str, Any]:
+    """Every named type of `schema`, found up front: registering them only while converting
+    misses a type defined in a branch the value does not take (a null union, an empty list, a
+    defaulted field) and referenced later by name."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _named_types(branch, names)
+    elif isinstance(schema, dict):
+        _named(schema, names)
+        for field in schema.get("fields", []) if schema.get("type") == "record" else []:
+            _named_types(field["type"], names)
+        for key in ("items", "values"):
+            if key in schema:
+                _named_types(schema[key], names)
+    return names
 
 
 def _from(schema: Any, value: Any, pointer: str, names: dict[str, Any]) -> Any:
@@ -174,8 +194,12 @@ def _timestamp(value: Any, pointer: str) -> datetime:
         raise JsonFormError(pointer, f"{value!r} is not an ISO-8601 timestamp") from None
     if instant.tzinfo is None:
         raise JsonFormError(pointer, f"{value!r} has no UTC offset (write Z or +hh:mm)")
-    instant = instant.astimezone(UTC)
-    if instant.microsecond % 1000:
+    try:
+        instant = instant.astimezone(UTC)
+    except OverflowError:
+        raise JsonFormError(pointer, f"{value!r} is out of range once in UTC") from None
+    fraction = _FRACTION.search(value)
+    if instant.microsecond % 1000 or (fraction and fraction.group(1)[3:].strip("0")):
         raise JsonFormError(pointer, f"{value!r} is finer than a millisecond")
     return instant
 
@@ -206,7 +230,13 @@ def _to(schema: Any, value: Any, names: dict[str, Any]) -> Any:
     kind = schema if isinstance(schema, str) else schema["type"]
     logical = schema.get("logicalType") if isinstance(schema, dict) else None
     if logical == "decimal":
-        return format(value, "f")
+        # At the schema's scale whatever the Decimal's own exponent: from_json("5") gives
+        # Decimal("5"), and the JSON form of money is "5.00" as on the wire.
+        scale = schema.get("scale", 0)
+        scaled = value.quantize(Decimal(1).scaleb(-scale))
+        if scaled != value:
+            raise ValueError(f"{value} has more than {scale} decimal places")
+        return format(scaled, "f")
     if logical == "timestamp-millis":
         return format_timestamp(value)
     if kind == "record":

@@ -163,6 +163,12 @@ our_pid() {
     fi
 }
 
+# The PLAINTEXT port in the rendered config, i.e. of the broker last started from it.
+running_port() {
+    [[ -f $CONFIG_FILE ]] || return 0
+    sed -n 's|^advertised\.listeners=PLAINTEXT://[^:]*:\([0-9]*\).*|\1|p' "$CONFIG_FILE"
+}
+
 # Wait up to $2 seconds for pid to exit.
 wait_exit() {
     local pid=$1 deadline=$((SECONDS + $2))
@@ -325,9 +331,11 @@ format_storage() {
 fail_start() {
     local pid=$1 reason=$2
     warn "error: $reason"
-    if [[ -f $LOG_FILE ]]; then
+    if [[ -s $LOG_FILE ]]; then
         warn "last lines of $(show_path "$LOG_FILE"):"
         tail -n 40 -- "$LOG_FILE" | sed 's/^/    /' >&2
+    else
+        warn "$(show_path "$LOG_FILE") is empty"
     fi
     if [[ -n $pid ]] && alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null || true
@@ -363,6 +371,11 @@ do_start() {
         return 0
     fi
     if [[ -n $pid ]]; then
+        local port
+        port=$(running_port)
+        if [[ $port != "$KAFKA_PORT" ]]; then
+            die "the broker of $(show_path "$KAFKA_ROOT") (pid $pid) runs on $HOST:${port:-?}, not $HOST:$KAFKA_PORT; stop it first or use another CCI_LOCAL"
+        fi
         log "pid $pid is still starting; waiting for it"
         wait_ready "$pid"
         log "started $KAFKA_VERSION on $HOST:$KAFKA_PORT (pid $pid, logs $(show_path "$LOG_FILE"))"
@@ -466,7 +479,9 @@ do_status() {
         fi
         return 0
     fi
-    if [[ -n $pid ]]; then
+    if [[ -n $pid && $(running_port) != "$KAFKA_PORT" ]]; then
+        log "not answering on $HOST:$KAFKA_PORT (pid $pid of this state dir runs on port $(running_port))"
+    elif [[ -n $pid ]]; then
         log "not answering on $HOST:$KAFKA_PORT (pid $pid is running: starting or hung)"
     else
         log "not answering on $HOST:$KAFKA_PORT"
