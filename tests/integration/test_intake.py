@@ -108,8 +108,10 @@ def test_nothing_is_lost_or_duplicated_when_the_worker_is_killed_mid_flow(
     out = collect(settings, schemas, OUTCOMES, until=3000, timeout=180)
 
     lrns = Counter(r["lrn"] for r in out["declaration.accepted"] + out["declaration.rejected"])
-    assert set(lrns) == {d["lrn"] for d in load}, "every lodged declaration has an outcome"
-    assert max(lrns.values()) == 1, "no declaration has two outcomes"
+    missing = {d["lrn"] for d in load} - set(lrns)
+    twice = {lrn for lrn, n in lrns.items() if n > 1}
+    assert not missing, f"{len(missing)} declarations without an outcome, e.g. {sorted(missing)[:3]}"
+    assert not twice, f"{len(twice)} declarations with two outcomes, e.g. {sorted(twice)[:3]}"
     mrns = [r["mrn"] for r in out["declaration.accepted"]]
     assert len(set(mrns)) == len(mrns)
     assert out["dead-letter"] == []
