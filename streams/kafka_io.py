@@ -80,9 +80,8 @@ def publish_records(
     for record in records:
         value = catalogue.encode(logical, record)
         key = event_key(logical, record)
-        timestamp = int(record["occurredAt"].timestamp() * 1000)
         for partition in targets:
-            _produce(client, topic, key, value, timestamp, partition)
+            _produce(client, topic, key, value, partition)
         sent += 1
         if on_sent is not None:
             on_sent(1)
@@ -95,10 +94,11 @@ def _produce(
     topic: str,
     key: bytes | None,
     value: bytes,
-    timestamp: int,
     partition: int | None,
 ) -> None:
-    kwargs: dict[str, Any] = {"key": key, "value": value, "timestamp": timestamp}
+    # No explicit timestamp: the broker's retention reads it, and an event time months old
+    # (a replayed campaign, a generated load) would be deleted on arrival.
+    kwargs: dict[str, Any] = {"key": key, "value": value}
     if partition is not None:
         kwargs["partition"] = partition
     while True:

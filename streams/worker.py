@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 import faust
@@ -16,6 +18,8 @@ import faust
 from streams.app import make_app, make_context
 from streams.config import Settings
 from streams.stages import BUILDERS
+
+log = logging.getLogger(__name__)
 
 
 def stage_port(settings: Settings, stage: str) -> int:
@@ -28,13 +32,41 @@ def build_stage(stage: str, settings: Settings) -> faust.App:
     return app
 
 
+CLEAN_SHUTDOWN = "clean-shutdown"
+
+
+def prepare_state_dir(path: Path) -> None:
+    """Keep local table state only if the last worker closed it cleanly.
+
+    Local stores take writes before their transaction commits; after a crash they may hold
+    state of inputs that will be processed again. Rebuilt from the changelogs, which are read
+    committed-only, the state is exactly what the committed outputs imply."""
+    marker = path / CLEAN_SHUTDOWN
+    if marker.exists():
+        marker.unlink()
+    elif path.exists() and any(path.iterdir()):
+        log.warning("%s was not closed cleanly: rebuilding it from the changelogs", path)
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+
 def run_stage(stage: str, settings: Settings, loglevel: str = "info") -> None:
     """Run one stage in this process until it is stopped (SIGTERM or SIGINT)."""
-    (settings.state_dir / settings.namespace / stage).mkdir(parents=True, exist_ok=True)
+    state = settings.state_dir / settings.namespace / stage
     logging.basicConfig(level=loglevel.upper())
+    prepare_state_dir(state)
     app = build_stage(stage, settings)
     worker = faust.Worker(app, loglevel=loglevel)
-    worker.execute_from_commandline()
+    code: object = 1
+    try:
+        worker.execute_from_commandline()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+        raise
+    finally:
+        if code in (0, None):
+            (state / CLEAN_SHUTDOWN).touch()
 
 
 def run_all(stages: Sequence[str], loglevel: str, namespace: str) -> int:

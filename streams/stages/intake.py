@@ -55,12 +55,7 @@ def build(ctx: StageContext) -> Any:
             sequences[partition_key] = sequence + 1
 
     @ctx.app.agent(ctx.source(SOURCE), name=f"{ctx.app.conf.id}-agent")
-    async def intake(stream: Any) -> Any:
-        async for event in stream.events():
-            try:
-                await handle(event.message)
-            except Exception as exc:  # one bad message must never stop the stage (spec §11)
-                log.exception("intake failed on %s/%s", event.message.topic, event.message.offset)
-                await ctx.dead_letter(event.message, "processing-error", repr(exc))
+    async def intake(stream: Any) -> None:
+        await ctx.process(stream, handle, STAGE)
 
     return intake
