@@ -347,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cci: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from confluent_kafka import KafkaException
+
+        if not isinstance(exc, KafkaException):
+            raise  # a bug, not a user error: keep the traceback for the report
+        print(f"cci: Kafka: {exc.args[0].str() if exc.args else exc}", file=sys.stderr)
+        return 1
     return result if isinstance(result, int) else 0
 
 

@@ -207,7 +207,7 @@ def _summary(
         table.add_row(f"  {reason}", str(n))
     missing = expected - outcomes.total
     table.add_row("[bold]accounted for[/]", f"{outcomes.total} of {expected}")
-    table.add_row("elapsed (lodging to last outcome)", f"{elapsed:.1f} s")
+    table.add_row("elapsed, stages' start-up included", f"{elapsed:.1f} s")
     table.add_row("throughput", f"{outcomes.total / elapsed:.0f} messages/s" if elapsed else "-")
     console.print(table)
     if missing > 0:
@@ -220,5 +220,5 @@ def _summary(
     ]
     console.print("See more:")
     for command, what in hints:
-        console.print(f"  .venv/bin/{command:<58} {what}", highlight=False)
-    console.print(f"  {'make broker-stop':<68} stop the local Kafka broker", highlight=False)
+        console.print(f"  {what}:\n    .venv/bin/{command}", highlight=False, soft_wrap=True)
+    console.print("  stop the local Kafka broker:\n    make broker-stop", highlight=False)

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from streams.codec import SchemaCatalogue
 from streams.config import Settings
@@ -126,14 +133,25 @@ def _header_list(headers: Any) -> list[tuple[str, bytes | None]]:
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
 
 
+def _high_watermark(consumer: Consumer, topic: str, partition: int, tries: int = 40) -> int:
+    # A topic created a moment ago may not have its partition leaders elected yet.
+    for attempt in range(tries):
+        try:
+            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)[1])
+        except KafkaException:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
+
+
 def end_offsets(settings: Settings, topics: Iterable[str]) -> dict[tuple[str, int], int]:
     consumer = reader(settings)
     try:
         result: dict[tuple[str, int], int] = {}
         for topic in topics:
             for partition in partitions_of(settings, consumer, topic):
-                _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
-                result[(topic, partition)] = high
+                result[(topic, partition)] = _high_watermark(consumer, topic, partition)
         return result
     finally:
         consumer.close()
