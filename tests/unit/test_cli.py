@@ -1,0 +1,102 @@
+"""The `cci` command line as a user meets it: exit codes, output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streams.cli import main
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_validate_accepts_a_declaration_written_by_hand(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "validate", str(FIXTURES / "declaration-valid.json"))
+    assert (code, json.loads(out)) == (0, {"valid": True, "errors": []})
+
+
+def test_validate_reports_every_failed_rule_with_its_pointer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "validate", str(FIXTURES / "declaration-invalid.json"))
+    result = json.loads(out)
+    assert code == 1 and result["valid"] is False
+    assert [(e["code"], e["pointer"]) for e in result["errors"]] == [
+        ("R010", "/lrn"),
+        ("R021", "/declarant/eori"),
+        ("R042", "/presentationOffice"),
+        ("R061", "/goodsItems/1/sequenceNumber"),
+        ("R062", "/goodsItems/0/commodityCode"),
+        ("R063", "/goodsItems/1/procedureCode"),
+        ("R065", "/goodsItems/0/grossMass"),
+        ("R069", "/goodsItems/0/commodityCode"),
+    ]
+    assert all(e["message"] for e in result["errors"])
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"lrn": "X"}', "required field is missing"),
+        ('{"lrn": 5}', "/lrn: expected a string"),
+    ],
+)
+def test_validate_says_in_one_line_why_a_file_is_not_a_declaration(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str, expected: str
+) -> None:
+    path = tmp_path / "d.json"
+    path.write_text(content)
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 2 and out == ""
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", "/no/such/file.json"],
+        ["generate", "--count", "many"],
+        ["generate", "--invalid-share", "2"],
+        ["generate", "--no-such-option"],
+        ["publish", "no.such.event", "-"],
+        ["tail", "no.such.event"],
+        ["worker", "--stage", "nowhere"],
+        ["validate"],
+    ],
+)
+def test_a_bad_argument_gets_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_generate_is_reproducible_with_a_seed_and_valid_by_default(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    first = run(capsys, "generate", "--count", "5", "--seed", "9")[1]
+    second = run(capsys, "generate", "--count", "5", "--seed", "9")[1]
+    other = run(capsys, "generate", "--count", "5", "--seed", "10")[1]
+    assert first == second != other
+    lines = first.splitlines()
+    assert len(lines) == 5
+    path = tmp_path / "one.json"
+    path.write_text(lines[0])
+    assert run(capsys, "validate", str(path))[0] == 0
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ["validate", "generate", "publish", "tail", "worker", "demo", "topics"]:
+        code, out, _ = run(capsys, command, "--help")
+        assert code == 0 and "Usage:" in out
