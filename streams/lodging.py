@@ -25,11 +25,7 @@ EVENT_ID_MEMORY = 256
 class LodgingResult:
     outputs: list[Output] = field(default_factory=list)
     state: dict[str, Any] | None = None  # None: state unchanged (a redelivery)
-    sequence_used: bool = False
-
-    @property
-    def accepted(self) -> bool:
-        return self.sequence_used
+    sequence_used: bool = False  # the declaration was accepted and took the next MRN
 
 
 def lodge(

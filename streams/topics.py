@@ -8,7 +8,7 @@ producer (gateway, CLI, campaign runner, stage) keys the same event the same way
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 KeyFn = Callable[[Mapping[str, Any]], str | None]
@@ -78,7 +78,6 @@ class Stage:
     name: str
     reads: tuple[str, ...]
     writes: tuple[str, ...]
-    tables: tuple[str, ...] = field(default=())
 
 
 STAGES: dict[str, Stage] = {
@@ -88,7 +87,6 @@ STAGES: dict[str, Stage] = {
             "intake",
             reads=("declaration.lodged",),
             writes=("declaration.accepted", "declaration.rejected", "trader.notification"),
-            tables=("declarations", "sequences"),
         ),
     )
 }
