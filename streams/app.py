@@ -71,33 +71,50 @@ class SourcePartitionTransactions(TransactionManager):
         )
 
     async def commit(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
-        async with processing_lock(self.app):
-            await _drain_changelog_buffer(self.app)
-            consumer = cast(Any, self.consumer)
-            # The offsets were chosen before the lock was ours: take the acks made since.
-            assigned = consumer.assignment()
-            fresh = consumer._filter_committable_offsets(set(offsets) | set(consumer._acked))
-            current = {tp: offset for tp, offset in {**offsets, **fresh}.items() if tp in assigned}
-            return bool(await super().commit(current, start_new_transaction))
+        lock = processing_lock(self.app)
+        if not start_new_transaction:
+            # The last commit before shutdown: no transaction follows it, so no input may be
+            # processed after it. The lock stays taken until the worker is gone.
+            await lock.acquire()
+            return await self._commit_now(offsets, start_new_transaction)
+        async with lock:
+            return await self._commit_now(offsets, start_new_transaction)
+
+    async def _commit_now(self, offsets: Mapping[Any, int], start_new_transaction: bool) -> bool:
+        await _drain_changelog_buffer(self.app)
+        consumer = cast(Any, self.consumer)
+        # The offsets were chosen before the lock was ours: take the acks made since.
+        assigned = consumer.assignment()
+        fresh = consumer._filter_committable_offsets(set(offsets) | set(consumer._acked))
+        current = {tp: offset for tp, offset in {**offsets, **fresh}.items() if tp in assigned}
+        return bool(await super().commit(current, start_new_transaction))
 
 
-async def _drain_changelog_buffer(app: Any) -> None:
-    """Hand every buffered table write to its transactional producer, including one that the
-    buffer's own background task has taken but not yet handed over."""
+def _in_flight(app: Any) -> list[int]:
+    """Count the table writes that the buffer's background task has taken from its queue but
+    not yet handed to a producer (installed before the first event is processed)."""
     buffer = cast(Any, app.producer).buffer
-    in_flight = buffer.__dict__.get("_cci_in_flight")
+    in_flight: list[int] | None = buffer.__dict__.get("_cci_in_flight")
     if in_flight is None:
-        in_flight = buffer.__dict__["_cci_in_flight"] = [0]
+        counter = buffer.__dict__["_cci_in_flight"] = [0]
         send_pending = buffer._send_pending
 
         async def counted(fut: Any) -> None:
-            in_flight[0] += 1
+            counter[0] += 1
             try:
                 await send_pending(fut)
             finally:
-                in_flight[0] -= 1
+                counter[0] -= 1
 
         buffer._send_pending = counted
+        in_flight = counter
+    return in_flight
+
+
+async def _drain_changelog_buffer(app: Any) -> None:
+    """Hand every buffered table write to its transactional producer."""
+    buffer = cast(Any, app.producer).buffer
+    in_flight = _in_flight(app)
     while buffer.pending.qsize() or in_flight[0]:
         if buffer.pending.qsize():
             await buffer._send_pending(buffer.pending.get_nowait())
@@ -148,6 +165,7 @@ class StageContext:
         Whatever `handle` raises sends the message to the dead-letter topic: one bad message
         never stops a stage (spec §11)."""
         lock = processing_lock(self.app)
+        _in_flight(self.app)
         async for event in stream.events():
             # Faust acknowledges an event when the loop asks for the next one, before it
             # waits for anything: the commit, which needs the lock, cannot slip in between
