@@ -21,7 +21,7 @@ from streams.codec import MAGIC, SchemaCatalogue, catalogue
 from streams.config import ROOT, Settings
 from streams.generator import generate
 from streams.jsonform import from_json
-from streams.kafka_io import end_offsets, producer, publish_records, reader
+from streams.kafka_io import end_offsets, producer, publish_records, read
 from streams.reference import load_reference
 from streams.stages import BUILDERS
 from streams.topics import dead_letter_topic, topic_name
@@ -94,31 +94,24 @@ def collect(
     progress: Progress,
 ) -> Outcomes:
     """Read the outcome topics from `start` until every lodged message is accounted for."""
-    from confluent_kafka import TopicPartition
-
     accepted = topic_name(settings.namespace, "declaration.accepted")
     rejected = topic_name(settings.namespace, "declaration.rejected")
     outcomes = Outcomes()
     task = progress.add_task("outcomes", total=expected)
-    consumer = reader(settings)
-    consumer.assign([TopicPartition(t, p, o) for (t, p), o in start.items()])
+    topics = sorted({topic for topic, _ in start})
     deadline = time.monotonic() + timeout
-    try:
-        while outcomes.total < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None or message.error() is not None:
-                continue
-            _logical, record = schemas.decode_any(message.value() or b"")
-            if message.topic() == accepted:
-                outcomes.accepted += 1
-            elif message.topic() == rejected:
-                outcomes.rejected += 1
-                outcomes.rules.update({e["code"] for e in record["errors"]})
-            else:
-                outcomes.dead_letters[record["reason"]] += 1
-            progress.update(task, completed=outcomes.total)
-    finally:
-        consumer.close()
+    for message in read(settings, topics, start=start, follow=True, deadline=deadline):
+        _logical, record = schemas.decode_any(message.value or b"")
+        if message.topic == accepted:
+            outcomes.accepted += 1
+        elif message.topic == rejected:
+            outcomes.rejected += 1
+            outcomes.rules.update({e["code"] for e in record["errors"]})
+        else:
+            outcomes.dead_letters[record["reason"]] += 1
+        progress.update(task, completed=outcomes.total)
+        if outcomes.total >= expected:
+            break
     return outcomes
 
 

@@ -109,7 +109,10 @@ def _from(schema: Any, value: Any, pointer: str, names: dict[str, Any]) -> Any:
     if kind in ("int", "long"):
         low, high = INT_RANGE if kind == "int" else LONG_RANGE
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise JsonFormError(pointer, f"expected a {kind} integer, got {_kind(value)}")
+            raise JsonFormError(
+                pointer,
+                f"expected {'an int' if kind == 'int' else 'a long'} integer, got {_kind(value)}",
+            )
         return value
     if kind == "boolean":
         if not isinstance(value, bool):

@@ -163,11 +163,12 @@ def read(
     start: Mapping[tuple[str, int], int] | None = None,
     follow: bool = False,
     idle_timeout: float = 5.0,
+    deadline: float | None = None,
 ) -> Iterator[Received]:
     """Read topics from `start` offsets (default: the beginning) to their end, or forever.
 
     Without `follow`, stops once every partition has reached its end, or when nothing arrived
-    for `idle_timeout` seconds.
+    for `idle_timeout` seconds. In any case stops at `deadline` (a `time.monotonic()` value).
     """
     consumer = reader(settings)
     try:
@@ -179,7 +180,9 @@ def read(
         consumer.assign(assignment)
         pending = {(tp.topic, tp.partition) for tp in assignment}
         last = time.monotonic()
-        while follow or (pending and time.monotonic() - last < idle_timeout):
+        while deadline is None or time.monotonic() < deadline:
+            if not follow and (not pending or time.monotonic() - last >= idle_timeout):
+                return
             message = consumer.poll(0.5)
             if message is None:
                 continue
