@@ -50,9 +50,9 @@ def build(ctx: StageContext) -> Any:
             log.info("redelivered event %s ignored", record["eventId"])
             return
         await ctx.emit(result.outputs)
-        declarations[key] = result.state
+        await ctx.put(declarations, key, result.state)
         if result.sequence_used:
-            sequences[partition_key] = sequence + 1
+            await ctx.put(sequences, partition_key, sequence + 1)
 
     @ctx.app.agent(ctx.source(SOURCE), name=f"{ctx.app.conf.id}-agent")
     async def intake(stream: Any) -> None:
