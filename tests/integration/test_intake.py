@@ -88,20 +88,7 @@ def test_a_redelivered_event_gives_nothing_new_and_a_relodged_lrn_is_refused(
     assert out["dead-letter"] == []
 
 
-# Both variants pass in most runs, but not all: an outcome can stay hidden behind a transaction
-# that is never committed after the restart (see docs/decisions.md, "Exactly-once"). Marked as
-# expected failures, not skipped, so that every run still exercises them and reports XPASS.
-RESTART_GAP = pytest.mark.xfail(
-    reason="an outcome can stay hidden or be lost across a restart mid-flow; issue 6 settles "
-    "exactly-once under faults",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "interruption",
-    [pytest.param("stop", marks=RESTART_GAP), pytest.param("kill", marks=RESTART_GAP)],
-)
+@pytest.mark.parametrize("interruption", ["stop", "kill"])
 def test_nothing_is_lost_or_duplicated_across_a_restart_mid_flow(
     settings: Settings, schemas: SchemaCatalogue, workers: Any, interruption: str
 ) -> None:
