@@ -32,7 +32,7 @@ from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
-from streams.codec import SchemaCatalogue, catalogue
+from streams.codec import DecodeError, SchemaCatalogue, catalogue
 from streams.config import Settings
 from streams.events import Output, dead_letter
 from streams.reference import ReferenceData, load_reference
@@ -109,9 +109,10 @@ class StageContext:
     catalogue: SchemaCatalogue
     topics: dict[str, Any]
 
-    def source(self, logical: str) -> Any:
+    def source(self, *logicals: str) -> Any:
+        """The input topics of an agent; several topics form one co-partitioned group."""
         return self.app.topic(
-            topic_name(self.settings.namespace, logical),
+            *(topic_name(self.settings.namespace, logical) for logical in logicals),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -157,6 +158,14 @@ class StageContext:
                 except Exception as exc:
                     log.exception("%s failed on %s/%s", name, message.topic, message.offset)
                     await self.dead_letter(message, "processing-error", repr(exc))
+
+    async def decode(self, message: Any, logical: str) -> dict[str, Any] | None:
+        """The Avro-native record of `message`, or None once it went to the dead letters."""
+        try:
+            return self.catalogue.decode(logical, message.value or b"")
+        except DecodeError as exc:
+            await self.dead_letter(message, exc.reason, exc.detail)
+            return None
 
     async def put(self, table: Any, key: str, value: Any) -> None:
         """`table[key] = value`, with the changelog record sent now, in this input's

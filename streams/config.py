@@ -3,6 +3,7 @@ unprefixed name because every Kafka tool already knows it."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,6 +34,14 @@ class Settings(BaseSettings):
     store: str = Field(default="rocksdb://", description="Faust table store URL")
     commit_interval: float = Field(
         default=0.5, gt=0, description="seconds between a stage's transaction commits"
+    )
+    cop_response_timeout: timedelta = Field(
+        default=timedelta(hours=2),
+        description="ISO 8601 duration the SCO waits for a COP risk result (spec §8), e.g. PT2H",
+    )
+    lapse_after: timedelta = Field(
+        default=timedelta(days=30),
+        description="ISO 8601 duration after acceptance when an unpresented type D lapses",
     )
 
     @field_validator("namespace")

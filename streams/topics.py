@@ -88,6 +88,32 @@ STAGES: dict[str, Stage] = {
             reads=("declaration.lodged",),
             writes=("declaration.accepted", "declaration.rejected", "trader.notification"),
         ),
+        Stage("risk", reads=("declaration.accepted",), writes=("risk.assessed",)),
+        Stage("duties", reads=("declaration.accepted",), writes=("duties.assessed",)),
+        Stage(
+            "decision",
+            # One agent reads all of these as one co-partitioned group: every event of an MRN
+            # lands on the same partition number, so one worker holds the MRN's state, and a
+            # tick on partition p fires exactly the timers of the MRNs living on p.
+            reads=(
+                "declaration.accepted",
+                "risk.assessed",
+                "duties.assessed",
+                "cop.risk-result",
+                "cop.goods-presented",
+                "control.result",
+                "invalidation.requested",
+                "clock.tick",
+            ),
+            writes=(
+                "cop.forwarded",
+                "declaration.released",
+                "declaration.not-released",
+                "declaration.invalidated",
+                "trader.notification",
+                "declaration.status",
+            ),
+        ),
     )
 }
 

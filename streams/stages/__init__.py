@@ -6,6 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.app import StageContext
-from streams.stages import intake
+from streams.stages import decision, duties, intake, risk
 
-BUILDERS: dict[str, Callable[[StageContext], Any]] = {intake.STAGE: intake.build}
+BUILDERS: dict[str, Callable[[StageContext], Any]] = {
+    intake.STAGE: intake.build,
+    risk.STAGE: risk.build,
+    duties.STAGE: duties.build,
+    decision.STAGE: decision.build,
+}

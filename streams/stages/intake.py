@@ -10,7 +10,6 @@ import logging
 from typing import Any
 
 from streams.app import StageContext
-from streams.codec import DecodeError
 from streams.lodging import lodge
 from streams.topics import event_key
 
@@ -26,10 +25,8 @@ def build(ctx: StageContext) -> Any:
     country = ctx.settings.country
 
     async def handle(message: Any) -> None:
-        try:
-            record = ctx.catalogue.decode(SOURCE, message.value or b"")
-        except DecodeError as exc:
-            await ctx.dead_letter(message, exc.reason, exc.detail)
+        record = await ctx.decode(message, SOURCE)
+        if record is None:
             return
         expected = event_key(SOURCE, record)
         assert expected is not None  # a lodged declaration always has a key

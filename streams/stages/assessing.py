@@ -1,0 +1,39 @@
+"""What the risk and duty stages share: one accepted declaration in, one assessment out.
+
+Both are stateless: an assessment depends only on the declaration and the reference data, and
+the stage's transactions make each acceptance produce its assessment exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from streams.app import StageContext
+from streams.events import derived_event_id, output
+from streams.reference import ReferenceData
+
+SOURCE = "declaration.accepted"
+
+Assess = Callable[[Mapping[str, Any], ReferenceData], Mapping[str, Any]]
+
+
+def build_assessing(ctx: StageContext, stage: str, emits: str, assess: Assess) -> Any:
+    async def handle(message: Any) -> None:
+        accepted = await ctx.decode(message, SOURCE)
+        if accepted is None:
+            return
+        record = {
+            "eventId": derived_event_id(accepted["eventId"], emits),
+            # Every output carries the event time of its cause (spec §8).
+            "occurredAt": accepted["occurredAt"],
+            "mrn": accepted["mrn"],
+            **assess(accepted["declaration"], ctx.reference),
+        }
+        await ctx.emit([output(emits, record)])
+
+    @ctx.app.agent(ctx.source(SOURCE), name=f"{ctx.app.conf.id}-agent")
+    async def assessing(stream: Any) -> None:
+        await ctx.process(stream, handle, stage)
+
+    return assessing

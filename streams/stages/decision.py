@@ -1,0 +1,111 @@
+"""Decision stage: COP exchange, timers, control, release and status (spec §8-§10).
+
+One agent reads every input of the decision as one co-partitioned group, so that all events of
+an MRN, and the clock ticks that fire its timers, meet on one partition and one worker. Each MRN
+has one state in the `declarations` table; `streams.decision.step` says what an event does to it.
+The worker also answers `GET /declarations/{mrn}` from that table, routed to the worker that
+holds the MRN's partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from streams.app import StageContext
+from streams.decision import INPUTS, DecisionConfig, Step, deadlines, instant, millis, step
+from streams.timers import TimerIndex
+from streams.topics import topic_name
+
+log = logging.getLogger(__name__)
+
+STAGE = "decision"
+
+
+def status_view(state: dict[str, Any] | None, mrn: str) -> tuple[int, dict[str, Any]]:
+    """The body of `GET /declarations/{mrn}` (spec §10) and its HTTP status."""
+    if state is None or not state.get("accepted"):
+        return 404, {"error": "unknown MRN", "mrn": mrn}
+    return 200, {
+        "mrn": mrn,
+        "lrn": state["lrn"],
+        "state": state["state"],
+        "history": [
+            {"state": name, "occurredAt": instant(ms).isoformat(timespec="milliseconds")}
+            for name, ms in state["history"]
+        ],
+    }
+
+
+def build(ctx: StageContext) -> Any:
+    app = ctx.app
+    states = ctx.table("declarations")
+    config = DecisionConfig(
+        cop_response_timeout=ctx.settings.cop_response_timeout,
+        lapse_after=ctx.settings.lapse_after,
+        declaration_schema=ctx.catalogue.latest("declaration.lodged").schema,
+    )
+    logical_of = {topic_name(ctx.settings.namespace, logical): logical for logical in INPUTS}
+    timers = TimerIndex()
+
+    async def apply(mrn: str, partition: int, result: Step) -> None:
+        if result.state is None:
+            return
+        # The partition is kept in the state so that the timer index can be rebuilt from the
+        # table after a rebalance.
+        state = {**result.state, "partition": partition}
+        await ctx.emit(result.outputs)
+        await ctx.put(states, mrn, state)
+        for deadline in deadlines(state):
+            timers.add(partition, deadline, mrn)
+
+    async def on_tick(partition: int, tick: dict[str, Any]) -> None:
+        if not timers.built:
+            timers.rebuild(
+                (state["partition"], deadline, mrn)
+                for mrn, state in states.data.items()
+                if state is not None and "partition" in state
+                for deadline in deadlines(state)
+            )
+            log.info("timer index rebuilt: %d pending", timers.pending())
+        for mrn in timers.due(partition, millis(tick["occurredAt"])):
+            await apply(mrn, partition, step(states.get(mrn), "clock.tick", tick, config))
+
+    async def handle(message: Any) -> None:
+        logical = logical_of[message.topic]
+        record = await ctx.decode(message, logical)
+        if record is None:
+            return
+        if logical == "clock.tick":
+            await on_tick(message.partition, record)
+            return
+        mrn = record["mrn"]
+        if message.key != mrn.encode():
+            # The key decides the partition, and the partition holds the MRN's state.
+            await ctx.dead_letter(message, "key-mismatch", f"key must be the MRN {mrn!r}")
+            return
+        result = step(states.get(mrn), logical, record, config)
+        if result.unknown_mrn:
+            await ctx.dead_letter(message, "unknown-mrn", f"no accepted declaration {mrn}")
+            return
+        await apply(mrn, message.partition, result)
+
+    def forget_timers(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        timers.clear()  # rebuilt from the table on the next tick, for the new assignment
+
+    app.on_partitions_revoked.connect(forget_timers)
+    app.on_partitions_assigned.connect(forget_timers)
+
+    accepted_topic = ctx.source("declaration.accepted")
+
+    @app.page("/declarations/{mrn}")
+    @app.topic_route(accepted_topic, match_info="mrn")
+    async def declaration_status(web: Any, request: Any, mrn: str) -> Any:
+        code, body = status_view(states.get(mrn), mrn)
+        return web.json(body, status=code)
+
+    @app.agent(ctx.source(*INPUTS), name=f"{app.conf.id}-agent")
+    async def decision(stream: Any) -> None:
+        await ctx.process(stream, handle, STAGE)
+
+    return decision
