@@ -228,7 +228,7 @@ def _headers(headers: Any) -> Iterable[tuple[str, bytes | None]]:
     return [(str(k), v if v is None else bytes(v)) for k, v in items]
 
 
-def make_app(stage: str, settings: Settings, web_port: int | None = None) -> faust.App:
+def make_app(stage: str, settings: Settings) -> faust.App:
     return faust.App(
         group_id(settings.namespace, stage),
         broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
@@ -250,7 +250,7 @@ def make_app(stage: str, settings: Settings, web_port: int | None = None) -> fau
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,
-        web_port=web_port or settings.web_port,
+        web_port=settings.web_port,
         datadir=str(settings.state_dir / settings.namespace / stage),
         autodiscover=False,
         # The logs carry each message's origin; personal data stays out of them.

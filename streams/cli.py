@@ -71,33 +71,54 @@ def validate(
     namespace: NamespaceOpt = None,
 ) -> None:
     """Check one declaration offline (exit 0 valid, 1 invalid, 2 not a declaration)."""
+    from streams.assessment import InvalidDeclaration
+
+    try:
+        _load_declaration(file, namespace)
+    except InvalidDeclaration as exc:
+        errors = [e.as_dict() for e in exc.errors]
+        typer.echo(json.dumps({"valid": False, "errors": errors}, ensure_ascii=False))
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({"valid": True, "errors": []}))
+
+
+@app.command()
+def assess(
+    file: Annotated[str, typer.Argument(help="declaration in the JSON form of spec §3, or -")],
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Print the risk and duty assessment of one declaration, as the stages would make it."""
+    from streams.assessment import InvalidDeclaration
+    from streams.assessment import assess as run_assessment
+    from streams.duties import AssessmentError
+
+    try:
+        record, reference, schemas = _load_declaration(file, namespace)
+        result = run_assessment(record, reference, schemas)
+    except (InvalidDeclaration, AssessmentError) as exc:
+        fail(f"{file}: {exc}")
+    typer.echo(json.dumps(result, ensure_ascii=False))
+
+
+def _load_declaration(file: str, namespace: str | None) -> tuple[dict[str, Any], Any, Any]:
+    """The checked Avro-native declaration of `file`; fails with one line when it is not one.
+    Raises `InvalidDeclaration` when it breaks rules of spec §4."""
+    from streams.assessment import NotADeclaration, load_declaration_json
     from streams.codec import catalogue
-    from streams.jsonform import JsonFormError, from_json
-    from streams.kafka_io import complete
     from streams.reference import ReferenceDataError, load_reference
-    from streams.validation import validate as run_rules
 
     settings = load_settings(namespace)
     text = _read_text(file)
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(f"{file}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
-    schema = catalogue(settings.schemas_dir).latest("declaration.lodged").schema
-    if not isinstance(document, dict):
-        fail(f"{file}: not a declaration: expected a JSON object")
-    try:
-        # A declaration checked before lodging has no message envelope yet.
-        record = from_json(schema, complete("declaration.lodged", document))
-    except JsonFormError as exc:
-        fail(f"{file}: not a declaration: {exc}")
-    try:
         reference = load_reference(settings.reference_dir)
     except ReferenceDataError as exc:
         fail(str(exc))
-    errors = [e.as_dict() for e in run_rules(record, reference, settings.country)]
-    typer.echo(json.dumps({"valid": not errors, "errors": errors}, ensure_ascii=False))
-    raise typer.Exit(0 if not errors else 1)
+    schemas = catalogue(settings.schemas_dir)
+    try:
+        record = load_declaration_json(text, schemas, reference, settings.country)
+    except NotADeclaration as exc:
+        fail(f"{file}: {exc}")
+    return record, reference, schemas
 
 
 @app.command()
@@ -237,7 +258,7 @@ def worker(
     """Run stages until stopped: one process per stage, each its own consumer group."""
     from streams.reference import ReferenceDataError, load_reference
     from streams.stages import BUILDERS
-    from streams.worker import run_all, run_stage, stage_port
+    from streams.worker import run_all, run_stage
 
     settings = load_settings(namespace)
     if loglevel.lower() not in ("debug", "info", "warning", "error"):
@@ -253,7 +274,7 @@ def worker(
         raise typer.Exit(run_all(sorted(BUILDERS), loglevel, settings.namespace))
     typer.echo(
         f"cci worker {stage}: namespace {settings.namespace}, broker {settings.bootstrap}, "
-        f"http://{settings.web_host}:{stage_port(settings, stage)}/",
+        f"http://{settings.web_host}:{settings.web_port}/",
         err=True,
     )
     run_stage(stage, settings, loglevel)
@@ -282,6 +303,71 @@ def topics_delete(
         fail(f"this deletes every topic of namespace {settings.namespace}: add --yes")
     deleted = _broker_call(lambda: delete_namespace(settings))
     typer.echo(f"{len(deleted)} topics deleted from namespace {settings.namespace}", err=True)
+
+
+@app.command()
+def clock(
+    interval: Annotated[
+        str, typer.Option("--interval", help="wall-clock period, e.g. 1s, 500ms")
+    ] = "1s",
+    count: Annotated[int | None, typer.Option("--count", min=1, help="stop after N ticks")] = None,
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Publish one clock.tick to every partition at a fixed interval (spec §8), until stopped."""
+    from streams.clock import run_clock
+
+    seconds = _seconds(interval, "--interval")
+    settings = load_settings(namespace)
+    _require_broker(settings)
+    typer.echo(f"cci clock: a tick every {interval} to {settings.namespace}", err=True)
+    sent = _broker_call(lambda: run_clock(settings, seconds, count))
+    typer.echo(f"{sent} ticks published", err=True)
+
+
+@app.command("simulate-cop")
+def simulate_cop(
+    mix: Annotated[
+        str,
+        typer.Option(
+            "--mix",
+            help="shares of the COP's answers, e.g. "
+            "silence=0.05,documentary=0.05,physical=0.02,not-presented=0.1,b1=0.2,"
+            "delay=PT5M,seed=7",
+        ),
+    ] = "",
+    idle_timeout: Annotated[
+        float | None, typer.Option("--idle-timeout", min=0.1, help="stop after N idle seconds")
+    ] = None,
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Act as the customs office of presentation and its officers: answer forwards with
+    presentations and COP risk results, and controls with control results."""
+    from streams.cop_simulator import parse_mix, run_simulator
+
+    try:
+        parsed = parse_mix(mix)
+    except ValueError as exc:
+        fail(f"--mix: {exc}")
+    settings = load_settings(namespace)
+    _require_broker(settings)
+    typer.echo(f"cci simulate-cop: answering in {settings.namespace}", err=True)
+    counts = _broker_call(lambda: run_simulator(settings, parsed, idle_timeout=idle_timeout))
+    typer.echo(json.dumps(dict(sorted(counts.items()))), err=True)
+
+
+def _seconds(text: str, option: str) -> float:
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    for suffix in ("ms", "s", "m"):
+        if text.endswith(suffix):
+            number = text[: -len(suffix)]
+            try:
+                value = float(number) * units[suffix]
+            except ValueError:
+                break
+            if value > 0:
+                return value
+            break
+    fail(f"{option} {text!r}: use a positive duration such as 1s, 500ms or 2m")
 
 
 @app.command()
@@ -321,6 +407,8 @@ def _broker_call(call: Any) -> Any:
         fail(str(exc))
     except KafkaException as exc:
         fail(f"Kafka: {exc.args[0].str() if exc.args else exc}")
+    except LookupError as exc:  # a topic that does not exist
+        fail(str(exc).strip("'\""))
 
 
 def main(argv: list[str] | None = None) -> int:

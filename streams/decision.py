@@ -135,9 +135,9 @@ class _Emitter:
         self.outputs: list[Output] = []
         self.moved = False
 
-    def event(self, logical: str, fields: Mapping[str, Any]) -> None:
+    def event(self, logical: str, fields: Mapping[str, Any], cause: str | None = None) -> None:
         record = {
-            "eventId": derived_event_id(self.cause, logical),
+            "eventId": derived_event_id(cause or self.cause, logical),
             "occurredAt": self.at,
             "mrn": self.state["mrn"],
             **fields,
@@ -181,6 +181,7 @@ def _accepted(state: dict[str, Any], record: Mapping[str, Any], config: Decision
         lrn=record["lrn"],
         declarantEori=record["declarantEori"],
         acceptedAt=accepted_at,
+        acceptedEventId=record["eventId"],
         presentationOffice=declaration["presentationOffice"],
         declaration=to_json(config.declaration_schema, declaration),
         # A standard declaration is presented when it is lodged; a pre-lodged one waits.
@@ -260,13 +261,14 @@ def _control_result(
 def _invalidation(state: dict[str, Any], record: Mapping[str, Any], config: DecisionConfig) -> Step:
     out = _Emitter(state, record)
     if state["state"] in TERMINAL:
+        outcome = state["state"].lower().replace("_", " ")
         out.notify(
             "IE456",
             errors=[
                 {
                     "code": "R095",
                     "pointer": "/mrn",
-                    "message": f"the declaration is already {state['state'].lower()}"
+                    "message": f"the declaration is already {outcome}"
                     " and can no longer be invalidated",
                 }
             ],
@@ -359,6 +361,8 @@ def _forward(out: _Emitter, config: DecisionConfig) -> None:
             "vatMemberState": duties["vatMemberState"],
             "declaration": from_json(config.declaration_schema, state["declaration"]),
         },
+        # One forward per declaration, whichever of acceptance, risk and duties came last.
+        cause=f"{state['acceptedEventId']}|{state['mrn']}",
     )
     forwarded_at = millis(out.at)
     state["forwardedAt"] = forwarded_at

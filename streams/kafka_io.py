@@ -7,6 +7,7 @@ partitioned by key.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -164,11 +165,13 @@ def read(
     follow: bool = False,
     idle_timeout: float = 5.0,
     deadline: float | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[Received]:
     """Read topics from `start` offsets (default: the beginning) to their end, or forever.
 
     Without `follow`, stops once every partition has reached its end, or when nothing arrived
-    for `idle_timeout` seconds. In any case stops at `deadline` (a `time.monotonic()` value).
+    for `idle_timeout` seconds. In any case stops at `deadline` (a `time.monotonic()` value), or
+    once `stop` is set.
     """
     consumer = reader(settings)
     try:
@@ -180,7 +183,7 @@ def read(
         consumer.assign(assignment)
         pending = {(tp.topic, tp.partition) for tp in assignment}
         last = time.monotonic()
-        while deadline is None or time.monotonic() < deadline:
+        while (deadline is None or time.monotonic() < deadline) and not (stop and stop.is_set()):
             if not follow and (not pending or time.monotonic() - last >= idle_timeout):
                 return
             message = consumer.poll(0.5)

@@ -23,11 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def stage_port(settings: Settings, stage: str) -> int:
+    """The HTTP port of `stage` when `cci worker --stage all` runs every stage from one base."""
     return settings.web_port + sorted(BUILDERS).index(stage)
 
 
 def build_stage(stage: str, settings: Settings) -> faust.App:
-    app = make_app(stage, settings, web_port=stage_port(settings, stage))
+    app = make_app(stage, settings)
     BUILDERS[stage](make_context(stage, settings, app))
     return app
 
@@ -71,6 +72,7 @@ def run_stage(stage: str, settings: Settings, loglevel: str = "info") -> None:
 
 def run_all(stages: Sequence[str], loglevel: str, namespace: str) -> int:
     """Run each stage as its own process, as in production; stop them all on a signal."""
+    base = Settings()
     children = [
         subprocess.Popen(
             [
@@ -84,7 +86,8 @@ def run_all(stages: Sequence[str], loglevel: str, namespace: str) -> int:
                 loglevel,
                 "--namespace",
                 namespace,
-            ]
+            ],
+            env={**os.environ, "CCI_WEB_PORT": str(stage_port(base, s))},
         )
         for s in stages
     ]

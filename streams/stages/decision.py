@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from faust.streams import current_event
+
 from streams.app import StageContext
 from streams.decision import INPUTS, DecisionConfig, Step, deadlines, instant, millis, step
 from streams.timers import TimerIndex
@@ -20,6 +22,12 @@ from streams.topics import topic_name
 log = logging.getLogger(__name__)
 
 STAGE = "decision"
+
+
+def event_message() -> Any:
+    event = current_event()
+    assert event is not None, "called while processing an input"
+    return event.message
 
 
 def status_view(state: dict[str, Any] | None, mrn: str) -> tuple[int, dict[str, Any]]:
@@ -69,7 +77,13 @@ def build(ctx: StageContext) -> Any:
             )
             log.info("timer index rebuilt: %d pending", timers.pending())
         for mrn in timers.due(partition, millis(tick["occurredAt"])):
-            await apply(mrn, partition, step(states.get(mrn), "clock.tick", tick, config))
+            try:
+                await apply(mrn, partition, step(states.get(mrn), "clock.tick", tick, config))
+            except Exception as exc:
+                # One MRN that cannot be decided must not hold back the other timers of the
+                # partition: its timer is set aside, with the tick, in the dead letters.
+                log.exception("timer of %s failed on tick %s", mrn, tick["eventId"])
+                await ctx.dead_letter(event_message(), "timer-error", f"{mrn}: {exc!r}")
 
     async def handle(message: Any) -> None:
         logical = logical_of[message.topic]

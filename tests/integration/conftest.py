@@ -68,15 +68,19 @@ class WorkerProcess:
         self.stage = stage
         self.log_path = log_dir / f"{stage}-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
 
     def start(self, wait_ready: float = 90.0) -> WorkerProcess:
+        return self.launch().wait_ready(wait_ready)
+
+    def launch(self) -> WorkerProcess:
         env = {
             **os.environ,
             "KAFKA_BOOTSTRAP": self.settings.bootstrap,
             "CCI_NAMESPACE": self.settings.namespace,
             "CCI_PARTITIONS": str(self.settings.partitions),
             "CCI_STATE_DIR": str(self.settings.state_dir),
-            "CCI_WEB_PORT": str(free_port()),
+            "CCI_WEB_PORT": str(self.port),
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -85,6 +89,10 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        return self
+
+    def wait_ready(self, wait_ready: float = 90.0) -> WorkerProcess:
+        assert self.process is not None
         deadline = time.monotonic() + wait_ready
         while b"Ready" not in self.log_path.read_bytes():
             if self.process.poll() is not None:
