@@ -100,3 +100,36 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     for command in ["validate", "generate", "publish", "tail", "worker", "demo", "topics"]:
         code, out, _ = run(capsys, command, "--help")
         assert code == 0 and "Usage:" in out
+
+
+def test_a_worker_refuses_to_start_on_a_wrong_reference_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = Path(__file__).resolve().parents[2] / "reference"
+    for source in reference.glob("*.yaml"):
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    tariff = tmp_path / "tariff.yaml"
+    tariff.write_text(tariff.read_text().replace('ergaOmnes: "4.7"', 'ergaOmnes: "4,7"'))
+    monkeypatch.setenv("CCI_REFERENCE_DIR", str(tmp_path))
+    code, _, err = run(capsys, "worker", "--stage", "decision")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "tariff.yaml" in err and "9503" in err and "'4,7'" in err
+
+
+def test_assess_prints_the_risk_and_duties_of_one_declaration(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "assess", str(FIXTURES / "declaration-valid.json"))
+    result = json.loads(out)
+    assert code == 0 and set(result) == {"risk", "duties"}
+    assert result["risk"] == {"control": "NONE", "matchedProfiles": [], "randomlySelected": False}
+    assert result["duties"]["totalVat"] == "2418.94" and "mrn" not in result["duties"]
+
+
+def test_assess_refuses_an_invalid_declaration_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "assess", str(FIXTURES / "declaration-invalid.json"))
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1 and "R021 /declarant/eori" in err
