@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ import faust
 from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
 
 from streams.codec import DecodeError, SchemaCatalogue, catalogue
 from streams.config import Settings
@@ -72,30 +74,112 @@ class SourcePartitionTransactions(TransactionManager):
         )
 
 
+class _InputReadOffsets(defaultdict[TP, int | None]):
+    """Faust's read offsets, as its fetch loop sees them: none for the stages' inputs.
+
+    The fetch loop drops any input below the read offset, taking it for one it already
+    delivered; but an input it delivered before the seek to the committed offsets may have
+    been cleared from the stream's buffer since, and then it is lost. The stage skips what it
+    has already processed itself (`StageContext.process`), so every input can be delivered.
+    Changelogs keep Faust's rule: table recovery is Faust's own."""
+
+    def __getitem__(self, tp: TP) -> int | None:
+        offset = super().__getitem__(tp)
+        return offset if tp.topic.endswith("-changelog") else None
+
+
 class LockedCommitConsumer(aiokafka_driver.Consumer):
     """Commits under the processing lock, from choosing the offsets to closing the
-    transactions, so that no input is half in one transaction and half in the next."""
+    transactions, so that no input is half in one transaction and half in the next; and
+    commits, for each partition, the offset after the last input the stage processed.
+
+    Faust derives the offsets from its acknowledgements instead, with two faults that a
+    restart shows: it lets a commit step over the one offset just past the last commit even
+    when that input was never acknowledged (it takes it for a transaction marker), and inputs
+    delivered before its seek to the committed offsets are delivered again after it, so that
+    its bookkeeping and the stream disagree and a partition can stop committing for good.
+    Processing in offset order and committing what was processed has neither fault."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = _InputReadOffsets(lambda: None)
+
+    def processed_until(self, tp: TP) -> int | None:
+        """The offset of the next input of `tp` to process, once the worker has been seeked
+        to its committed offsets; None when nothing is committed yet (read from the start)."""
+        done = self.__dict__.setdefault("_cci_next", {}).get(tp)
+        return done if done is not None else self._committed_offset.get(tp)
+
+    def mark_processed(self, tp: TP, offset: int) -> None:
+        self.__dict__.setdefault("_cci_next", {})[tp] = offset + 1
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with processing_lock(self.app):
             if not cast(Any, self.app.tables).recovery.completed.is_set():
-                # Faust resumes the input partitions a moment before it seeks them to their
-                # committed offsets; a commit in that moment records offsets that the seek
-                # then overwrites, and the partition never commits again.
+                # Before Faust's seek to the committed offsets nothing has been processed.
                 return False
-            done = bool(
-                await super().force_commit(topics, start_new_transaction=start_new_transaction)
-            )
+            assignment = self.assignment()
+            offsets = {
+                tp: offset
+                for tp, offset in self.__dict__.setdefault("_cci_next", {}).items()
+                if tp in assignment
+                and self._should_commit(tp, offset)
+                and (topics is None or tp in topics or tp.topic in topics)
+            }
+            done = False
+            if offsets:
+                done = bool(
+                    await self._commit_offsets(offsets, start_new_transaction=start_new_transaction)
+                )
+                self._forget_acks(offsets)
             if not start_new_transaction:
                 # The transactions have ended for good: no input may be processed after this.
                 self.app.__dict__["_cci_transactions_ended"] = True
             return done
+
+    def _forget_acks(self, offsets: dict[TP, int]) -> None:
+        # Faust still records acknowledgements; drop what the commit covers, or they pile up.
+        for tp, offset in offsets.items():
+            self._acked[tp] = [o for o in self._acked[tp] if o >= offset]
+            self._acked_index[tp] = {o for o in self._acked_index[tp] if o >= offset}
+            self._gap[tp].chop(0, offset)
+
+    def owns(self, tp: TP) -> bool:
+        """False for a partition revoked and not assigned again: inputs of it still in a
+        buffer belong to another worker now."""
+        return tp not in self.__dict__.setdefault("_cci_revoked", set())
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        # A partition assigned again starts from its committed offset, wherever that is now.
+        for tp in revoked:
+            self.__dict__.setdefault("_cci_next", {}).pop(tp, None)
+        self.__dict__.setdefault("_cci_revoked", set()).update(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self.__dict__.setdefault("_cci_revoked", set()).difference_update(assigned)
+        await super().on_partitions_assigned(assigned, generation_id)
 
 
 # The transport class names its consumer and transaction manager as class attributes: the
 # extension point.
 aiokafka_driver.Transport.TransactionManager = SourcePartitionTransactions
 aiokafka_driver.Transport.Consumer = LockedCommitConsumer
+
+
+def _keep_input_buffers(app: faust.App) -> None:
+    """Faust empties every stream buffer each time it resumes the flow of messages, trusting
+    its read offsets to fetch them again, which they do not (see `_InputReadOffsets`). Only
+    the changelog buffer is emptied here; the inputs left in a stream's buffer are processed
+    or skipped by offset in `StageContext.process`."""
+    flow = app.flow_control
+
+    def clear_changelog_buffer() -> None:
+        queue = cast(Any, app.tables)._changelog_queue
+        if queue is not None:
+            queue.clear()
+
+    flow.clear = clear_changelog_buffer  # type: ignore[method-assign]
 
 
 @dataclass
@@ -140,11 +224,12 @@ class StageContext:
         lock = processing_lock(self.app)
         recovered = cast(Any, self.app.tables).recovery.completed
         in_worker = self.app.in_transaction  # Faust's test_context never recovers anything
+        consumer = cast(LockedCommitConsumer, self.app.consumer) if in_worker else None
         async for event in stream.events():
             if in_worker and not recovered.is_set():
-                # Faust delivers a few events between resuming the partitions and seeking them
-                # to their committed offsets: hold them until the seek, so that their
-                # acknowledgements count against the committed offsets it sets.
+                # Faust delivers events between resuming the partitions and seeking them to
+                # their committed offsets: hold them until the seek tells where processing
+                # resumes; the ones before that point are skipped below.
                 await recovered.wait()
             # Faust acknowledges an event when the loop asks for the next one, before it
             # waits for anything: the commit, which needs the lock, cannot slip in between
@@ -153,11 +238,20 @@ class StageContext:
                 if self.app.__dict__.get("_cci_transactions_ended"):
                     return
                 message = event.message
+                if consumer is not None:
+                    if not consumer.owns(message.tp):
+                        continue
+                    expected = consumer.processed_until(message.tp)
+                    if expected is not None and message.offset < expected:
+                        # Delivered before Faust's seek and again after it: processed once.
+                        continue
                 try:
                     await handle(message)
                 except Exception as exc:
                     log.exception("%s failed on %s/%s", name, message.topic, message.offset)
                     await self.dead_letter(message, "processing-error", repr(exc))
+                if consumer is not None:
+                    consumer.mark_processed(message.tp, message.offset)
 
     async def decode(self, message: Any, logical: str) -> dict[str, Any] | None:
         """The Avro-native record of `message`, or None once it went to the dead letters."""
@@ -229,7 +323,7 @@ def _headers(headers: Any) -> Iterable[tuple[str, bytes | None]]:
 
 
 def make_app(stage: str, settings: Settings) -> faust.App:
-    return faust.App(
+    app = faust.App(
         group_id(settings.namespace, stage),
         broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
         store=settings.store,
@@ -256,6 +350,8 @@ def make_app(stage: str, settings: Settings) -> faust.App:
         # The logs carry each message's origin; personal data stays out of them.
         worker_redirect_stdouts=False,
     )
+    _keep_input_buffers(app)
+    return app
 
 
 def make_context(stage: str, settings: Settings, app: faust.App) -> StageContext:
