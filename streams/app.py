@@ -16,6 +16,10 @@ processes each input and acknowledges it while holding the app's processing lock
 whole commit (choosing the offsets included) also takes, and writes its tables with
 `StageContext.put`, which sends the changelog record itself, awaited, inside that lock. Every
 transaction then holds whole inputs: their outputs, their state changes and their offsets.
+
+Faust's offset bookkeeping loses inputs around a restart (see `LockedCommitConsumer` and
+`_keep_input_buffers`): the stage keeps its own, committing the offset after the last input it
+processed, in offset order. docs/decisions.md (Exactly-once) tells the whole story.
 """
 
 from __future__ import annotations

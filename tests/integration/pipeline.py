@@ -78,6 +78,14 @@ class Pipeline:
         publish_records(self.settings, self.schemas, logical, [record])
         return record
 
+    def send_many(self, logical: str, records: list[dict[str, Any]]) -> None:
+        publish_records(
+            self.settings,
+            self.schemas,
+            logical,
+            [{"eventId": str(uuid.uuid4()), **fields} for fields in records],
+        )
+
     def tick(self, at: datetime) -> None:
         self.send("clock.tick", occurredAt=at)
 

@@ -190,19 +190,24 @@ def test_random_selection_matches_the_offline_assessment(pipeline: Pipeline) -> 
     assert {k: assessed[k] for k in offline} == offline
 
 
-def test_a_restarted_decision_stage_resumes_without_losing_or_repeating(
-    pipeline: Pipeline,
+@pytest.mark.parametrize("interruption", ["stop", "kill"])
+def test_a_decision_stage_interrupted_mid_flow_loses_and_repeats_nothing(
+    pipeline: Pipeline, interruption: str
 ) -> None:
     at = BASE + timedelta(days=40)
-    mrns = pipeline.lodge_many(at=at, count=30)
+    mrns = pipeline.lodge_many(at=at, count=300)
+    answers = [{"mrn": m, "control": "NONE", "occurredAt": at} for m in mrns]
+    pipeline.send_many("cop.risk-result", answers)
+    pipeline.expect("declaration.released", mrn=lambda m: m in set(mrns))
     decision = pipeline.workers["decision"]
-    decision.stop()
-    for mrn in mrns:  # answered while the stage is down, then a restart reads them from its offsets
-        pipeline.send("cop.risk-result", mrn=mrn, control="NONE", occurredAt=at)
+    decision.kill() if interruption == "kill" else decision.stop()
+    released_before = len(pipeline.events("declaration.released", mrn=lambda m: m in set(mrns)))
     decision.start()
+
     for mrn in mrns:
-        pipeline.expect("declaration.released", mrn=mrn, timeout=90)
+        pipeline.expect("declaration.released", mrn=mrn, timeout=120)
     pipeline.settle()
     outcomes = Counter(m for lg in ("declaration.released", "cop.forwarded")
                        for m in (r["mrn"] for r in pipeline.events(lg)) if m in mrns)  # fmt: skip
     assert outcomes == {m: 2 for m in mrns}  # one forward and one release each
+    assert released_before < len(mrns), "the stage had finished before the interruption"
