@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: setup run test lint unit integration broker broker-stop broker-status clean
+.PHONY: setup run test lint unit integration recette broker broker-stop broker-status clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ unit: setup
 
 integration: setup broker
 	$(BIN)/pytest -q tests/integration
+
+# The project's recette campaign (tests/recette), each scenario in its own namespace; `make test`
+# runs it too, as tests/integration/test_recette_campaign.py.
+recette: setup broker
+	$(BIN)/cci recette run tests/recette --parallel 2 --report-dir .local/recette-report
 
 # Lint first: it is the cheapest way to fail. The broker is started for the integration tests.
 test: lint broker

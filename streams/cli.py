@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 topics_app = typer.Typer(help="Create or delete the topics of a namespace.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+recette_app = typer.Typer(help="Run recette campaigns (spec §12).", no_args_is_help=True)
+app.add_typer(recette_app, name="recette")
 
 
 class CliError(Exception):
@@ -388,6 +390,82 @@ def demo(
     _require_broker(settings)
     code = run_demo(settings, count, invalid_share, garbage, seed, timeout)
     raise typer.Exit(code)
+
+
+@recette_app.command("run")
+def recette_run(
+    directory: Annotated[str, typer.Argument(help="campaign folder: one YAML scenario per file")],
+    report_dir: Annotated[
+        str | None, typer.Option("--report-dir", help="write junit.xml, report.md, report.html")
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="prefix of the scenarios' namespaces")
+    ] = None,
+    parallel: Annotated[
+        int, typer.Option("--parallel", min=1, max=8, help="scenarios run at once")
+    ] = 2,
+) -> None:
+    """Run a campaign on the broker, each scenario in a fresh namespace with its own workers;
+    exit 0 when all pass, 1 when any fails, 2 for an invalid campaign."""
+    from rich.console import Console
+
+    from streams.recette.model import CampaignError, load_campaign
+    from streams.recette.report import ScenarioResult, coverage, write_reports
+    from streams.recette.runner import run_campaign
+
+    try:
+        scenarios = load_campaign(Path(directory))
+    except CampaignError as exc:
+        fail(str(exc))
+    settings = load_settings()
+    prefix = namespace or "rc"
+    _provision_broker(settings)
+    console = Console(stderr=True)
+    console.print(
+        f"recette: {len(scenarios)} scenarios from {directory}, {parallel} at a time, "
+        f"on {settings.bootstrap}"
+    )
+
+    def show(result: ScenarioResult) -> None:
+        mark = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
+        line = f"{mark} {result.scenario.id} {result.scenario.title} ({result.duration:.1f} s)"
+        if result.failure is not None:
+            line += f"\n      step {result.failure.index + 1}: {result.failure.message}"
+        console.print(line, highlight=False, soft_wrap=True)
+
+    work = settings.state_dir / "recette"
+    results = run_campaign(scenarios, settings, work, parallel, show, prefix)
+    passed = sum(r.passed for r in results)
+    console.print(f"{passed} passed, {len(results) - passed} failed")
+    if report_dir is not None:
+        written = write_reports(results, Path(report_dir))
+        covered = coverage(results)
+        console.print(f"coverage: {covered.summary()}")
+        for path in written.values():
+            console.print(f"  {path}")
+    raise typer.Exit(0 if passed == len(results) else 1)
+
+
+def _provision_broker(settings: Settings) -> None:
+    """The configured broker, or the local one started when none is configured."""
+    import os
+    import subprocess
+
+    from streams.admin import BrokerUnavailable, wait_for_broker
+    from streams.config import ROOT
+
+    try:
+        wait_for_broker(settings, timeout=3)
+        return
+    except BrokerUnavailable:
+        if os.environ.get("KAFKA_BOOTSTRAP"):
+            fail(f"no Kafka broker answers at {settings.bootstrap} (KAFKA_BOOTSTRAP)")
+    started = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "local" / "kafka.sh"), "start"], check=False
+    )
+    if started.returncode != 0:
+        fail("could not start the local Kafka broker (deploy/local/kafka.sh start)")
+    _require_broker(settings)
 
 
 def _require_broker(settings: Settings) -> None:

@@ -133,3 +133,16 @@ def test_assess_refuses_an_invalid_declaration_in_one_line(
     code, out, err = run(capsys, "assess", str(FIXTURES / "declaration-invalid.json"))
     assert (code, out) == (2, "")
     assert len(err.strip().splitlines()) == 1 and "R021 /declarant/eori" in err
+
+
+def test_recette_run_refuses_an_invalid_campaign_naming_the_file_and_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "id: CCI-X-001\ntitle: t\nseverity: majeure\nsteps:\n  - send: declaration.lodgedd\n"
+        "    value: {}\n"
+    )
+    code, out, err = run(capsys, "recette", "run", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1
+    assert f"{tmp_path / 'a.yaml'}:5:" in err and "declaration.lodgedd" in err
