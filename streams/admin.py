@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -36,8 +37,9 @@ def wait_for_broker(settings: Settings, timeout: float = 30.0) -> AdminClient:
             time.sleep(0.5)
 
 
-def ensure_topics(settings: Settings) -> list[str]:
-    """Create the namespace's missing topics; return the names created."""
+def ensure_topics(settings: Settings, config: Mapping[str, str] | None = None) -> list[str]:
+    """Create the namespace's missing topics, with topic `config` added to the defaults; return
+    the names created."""
     admin = wait_for_broker(settings)
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = all_topics(settings.namespace)
@@ -46,7 +48,7 @@ def ensure_topics(settings: Settings) -> list[str]:
             name,
             num_partitions=settings.partitions,
             replication_factor=settings.replication,
-            config={"cleanup.policy": "compact"} if compacted else {},
+            config={**({"cleanup.policy": "compact"} if compacted else {}), **(config or {})},
         )
         for name, compacted in sorted(wanted.items())
         if name not in existing

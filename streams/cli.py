@@ -523,5 +523,17 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def _register_tools() -> None:
+    from streams.cli_tools import register
+
+    register(app)
+
+
+_register_tools()
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the commands of the `streams.cli` module, not of this `__main__` copy of it: the
+    # tools import `streams.cli`, and its errors must be the ones `main` catches.
+    from streams.cli import main as _main
+
+    sys.exit(_main())

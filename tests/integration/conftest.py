@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,16 @@ def free_port() -> int:
 class WorkerProcess:
     """A `cci worker --stage S` process with its log, started and stopped like an operator would."""
 
-    def __init__(self, settings: Settings, stage: str, log_dir: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        stage: str,
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.stage = stage
+        self.extra_env = dict(env or {})  # e.g. CCI_REFERENCE_DIR, over the settings
         self.log_path = log_dir / f"{stage}-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.port = free_port()
@@ -81,6 +88,7 @@ class WorkerProcess:
             "CCI_PARTITIONS": str(self.settings.partitions),
             "CCI_STATE_DIR": str(self.settings.state_dir),
             "CCI_WEB_PORT": str(self.port),
+            **self.extra_env,
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
