@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: setup run test lint unit integration recette broker broker-stop broker-status clean
+.PHONY: setup run test lint unit integration recette broker broker-stop broker-status prometheus-tools prometheus-stop dashboards clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,15 @@ broker-stop:
 broker-status:
 	@bash $(KAFKA) status
 
-run: setup broker
+# Prometheus and promtool from Debian's packages, for the alert rule tests and `make run`.
+prometheus-tools:
+	@bash deploy/prometheus/install.sh
+
+# `make run` leaves its Prometheus running (http://127.0.0.1:9090) so that a run can be browsed.
+prometheus-stop:
+	@pkill -f 'prometheus --config.file=$(CURDIR)/.local/prometheus' || true
+
+run: setup broker prometheus-tools
 	$(BIN)/cci demo --count 1000
 
 lint: setup
@@ -37,7 +45,7 @@ lint: setup
 unit: setup
 	$(BIN)/pytest -q tests/unit
 
-integration: setup broker
+integration: setup broker prometheus-tools
 	$(BIN)/pytest -q tests/integration
 
 # The project's recette campaign (tests/recette), each scenario in its own namespace; `make test`
@@ -45,8 +53,12 @@ integration: setup broker
 recette: setup broker
 	$(BIN)/cci recette run tests/recette --parallel 2 --report-dir .local/recette-report
 
+# The Grafana dashboards (deploy/grafana/dashboards) from streams/dashboards.py; commit the JSON.
+dashboards: setup
+	$(BIN)/python -m streams.dashboards
+
 # Lint first: it is the cheapest way to fail. The broker is started for the integration tests.
-test: lint broker
+test: lint broker prometheus-tools
 	$(BIN)/pytest tests
 
 clean:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -37,10 +38,12 @@ from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.codec import DecodeError, SchemaCatalogue, catalogue
 from streams.config import Settings
 from streams.events import Output, dead_letter
+from streams.metrics import PartitionLag, StageMetrics
 from streams.reference import ReferenceData, load_reference
 from streams.topics import DEAD_LETTER, STAGES, dead_letter_topic, group_id, topic_name
 
@@ -114,8 +117,28 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
         done = self.__dict__.setdefault("_cci_next", {}).get(tp)
         return done if done is not None else self._committed_offset.get(tp)
 
-    def mark_processed(self, tp: TP, offset: int) -> None:
+    def mark_processed(self, tp: TP, offset: int, timestamp: float | None = None) -> None:
         self.__dict__.setdefault("_cci_next", {})[tp] = offset + 1
+        if timestamp is not None:
+            self.__dict__.setdefault("_cci_last_timestamp", {})[tp] = timestamp
+
+    def lag(self) -> list[PartitionLag]:
+        """Inputs not yet processed per assigned input partition, and how old the position is."""
+        now = time.time()
+        stamps = self.__dict__.get("_cci_last_timestamp", {})
+        lags = []
+        for tp in sorted(self.assignment()):
+            if tp.topic.endswith("-changelog"):
+                continue
+            try:
+                end = self.highwater(tp)
+            except Exception:  # not fetched yet: nothing known
+                continue
+            done = self.processed_until(tp) or 0
+            behind = max(0, (end or 0) - done)
+            age = max(0.0, now - stamps[tp]) if behind and tp in stamps else 0.0
+            lags.append(PartitionLag(tp.topic, tp.partition, behind, age))
+        return lags
 
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with processing_lock(self.app):
@@ -196,6 +219,7 @@ class StageContext:
     reference: ReferenceData
     catalogue: SchemaCatalogue
     topics: dict[str, Any]
+    metrics: StageMetrics
 
     def source(self, *logicals: str) -> Any:
         """The input topics of an agent; several topics form one co-partitioned group."""
@@ -242,20 +266,32 @@ class StageContext:
                 if self.app.__dict__.get("_cci_transactions_ended"):
                     return
                 message = event.message
+                topic = self.topic_label(message.topic)
                 if consumer is not None:
                     if not consumer.owns(message.tp):
                         continue
                     expected = consumer.processed_until(message.tp)
                     if expected is not None and message.offset < expected:
                         # Delivered before Faust's seek and again after it: processed once.
+                        self.metrics.handled(topic, "duplicate")
                         continue
+                began = time.perf_counter()
                 try:
                     await handle(message)
+                    outcome = "processed"
                 except Exception as exc:
                     log.exception("%s failed on %s/%s", name, message.topic, message.offset)
+                    self.metrics.failed(exc)
                     await self.dead_letter(message, "processing-error", repr(exc))
+                    outcome = "failed"
+                self.metrics.handled(topic, outcome, time.perf_counter() - began)
                 if consumer is not None:
-                    consumer.mark_processed(message.tp, message.offset)
+                    consumer.mark_processed(message.tp, message.offset, message.timestamp)
+
+    def topic_label(self, topic: str) -> str:
+        """A topic's name without the namespace: a bounded label whatever the namespace."""
+        prefix = f"{self.settings.namespace}."
+        return topic[len(prefix) :] if topic.startswith(prefix) else topic
 
     async def decode(self, message: Any, logical: str) -> dict[str, Any] | None:
         """The Avro-native record of `message`, or None once it went to the dead letters."""
@@ -295,6 +331,7 @@ class StageContext:
             await topic.send(key=key, value=value, headers=headers)
 
     async def dead_letter(self, message: Any, reason: str, error: str) -> None:
+        self.metrics.dead_letter(reason)
         headers = list(_headers(message.headers))
         log.warning(
             "dead letter %s/%s/%s: %s: %s",
@@ -377,11 +414,29 @@ def make_context(stage: str, settings: Settings, app: faust.App) -> StageContext
         key_serializer="raw",
         value_serializer="raw",
     )
-    return StageContext(
+    metrics = StageMetrics(stage)
+    context = StageContext(
         stage=stage,
         settings=settings,
         app=app,
         reference=load_reference(settings.reference_dir),
         catalogue=catalogue(settings.schemas_dir),
         topics=topics,
+        metrics=metrics,
     )
+    if app.in_transaction:  # a worker; Faust's test_context has no consumer to ask
+        metrics.watch_lag(
+            group_id(settings.namespace, stage),
+            lambda: cast(LockedCommitConsumer, app.consumer).lag(),
+        )
+
+    def count_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        metrics.rebalances.labels(stage).inc()
+
+    app.on_partitions_assigned.connect(count_rebalance)
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    return context

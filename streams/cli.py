@@ -276,7 +276,8 @@ def worker(
         raise typer.Exit(run_all(sorted(BUILDERS), loglevel, settings.namespace))
     typer.echo(
         f"cci worker {stage}: namespace {settings.namespace}, broker {settings.bootstrap}, "
-        f"http://{settings.web_host}:{settings.web_port}/",
+        f"http://{settings.web_host}:{settings.web_port}/, "
+        f"metrics http://{settings.web_host}:{settings.web_port}/metrics",
         err=True,
     )
     run_stage(stage, settings, loglevel)

@@ -1,5 +1,5 @@
-"""`cci capture`, `cci replay` and `cci diff`: record a namespace's traffic, play it into another
-namespace, and compare what the two decided.
+"""`cci capture`, `cci replay`, `cci diff` and `cci report`: record a namespace's traffic, play
+it into another namespace, compare what the two decided, and draw a run as one picture.
 
 The commands are added to the `cci` app by `register(app)`, called from `streams.cli`. This
 module imports `streams.cli` only inside the commands, so there is no import cycle whenever
@@ -183,6 +183,54 @@ def diff(
     raise typer.Exit(1 if differences else 0)
 
 
+def report(
+    output: Annotated[Path, typer.Argument(help="the PNG image to write", metavar="OUT.png")],
+    namespace: NamespaceOpt = None,
+    bucket: Annotated[
+        str, typer.Option("--bucket", help="throughput bucket: 1s, 500ms, 1m")
+    ] = "1s",
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            help="latency percentile window, e.g. 10s (default: 2 buckets or 1/20 of the run)",
+        ),
+    ] = None,
+) -> None:
+    """Draw a run as a PNG: throughput of lodged, accepted, rejected and decided declarations
+    above, lodging-to-decision latency p50/p95/p99 below, over the seconds since the first
+    lodging (Kafka timestamps, read committed, without joining any consumer group)."""
+    from streams import run_report as rr
+    from streams.cli import _broker_call, _require_broker, _seconds, fail, load_settings
+
+    settings = load_settings(namespace)
+    bucket_s = _seconds(bucket, "--bucket")
+    window_s = None if window is None else _seconds(window, "--window")
+    try:
+        rr.check_output(output)  # before reading anything: fail early
+    except rr.ReportError as exc:
+        fail(str(exc))
+    _require_broker(settings)
+    try:
+        data: rr.RunData = _broker_call(lambda: rr.collect(settings))
+    except rr.ReportError as exc:
+        fail(str(exc))
+    if not data.lodged_ts:
+        fail(f"no declarations lodged in namespace {settings.namespace}: nothing to report")
+    title = f"CCI run, namespace {settings.namespace}"
+    try:
+        rr.render(data, output, title, bucket_s=bucket_s, window_s=window_s)
+    except OSError as exc:
+        fail(f"{output}: cannot be written ({exc.strerror or exc})")
+    decided = len(rr.latencies(data.lodged, data.decided))
+    typer.echo(
+        f"{len(data.lodged_ts)} lodged, {decided} decided in {settings.namespace}"
+        + (f", {data.undecodable} undecodable skipped" if data.undecodable else ""),
+        err=True,
+    )
+    typer.echo(str(output))
+
+
 def _print_counts(console: Console, title: str, counts: dict[str, int]) -> None:
     from rich.table import Table
 
@@ -195,10 +243,11 @@ def _print_counts(console: Console, title: str, counts: dict[str, int]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `capture`, `replay` and `diff` to `app` (once, however often it is called)."""
+    """Add `capture`, `replay`, `diff` and `report` to `app` (once, however often it is called)."""
     if getattr(app, _REGISTERED, False):
         return
     app.command()(capture)
     app.command()(replay)
     app.command()(diff)
+    app.command()(report)
     setattr(app, _REGISTERED, True)

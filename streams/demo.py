@@ -40,6 +40,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
@@ -55,6 +57,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from streams import prometheus_local
 from streams.admin import admin_client, ensure_topics
 from streams.clock import tick_record
 from streams.codec import MAGIC, SchemaCatalogue, catalogue
@@ -66,6 +69,7 @@ from streams.generator import generate
 from streams.jsonform import from_json
 from streams.kafka_io import Received, end_offsets, producer, publish_records, reader
 from streams.reference import load_reference
+from streams.stages import BUILDERS
 from streams.topics import (
     STAGES,
     dead_letter_topic,
@@ -74,6 +78,7 @@ from streams.topics import (
     group_id,
     topic_name,
 )
+from streams.worker import stage_port
 
 # How the simulated COP and officers behave (see `cop_simulator.parse_mix`); the demo's seed is
 # appended, so that one seed replays the whole run.
@@ -621,6 +626,7 @@ def run_demo(
             f"stages started (pid {workers.pid}), COP simulator running; "
             f"logs in {log_path.relative_to(ROOT)}"
         )
+        _observe(console, settings)
         with closing(Feed(settings, start)) as feed:
             watch = Watch(settings, flow, feed, simulator, seed, lambda: workers.poll() is None)
             _play(console, watch, run, records, bad, timeout)
@@ -631,6 +637,35 @@ def run_demo(
     run.simulator_error = simulator.error
     _summary(console, run, flow, settings)
     return 0 if _accounted(run, flow) else 1
+
+
+def _observe(console: Console, settings: Settings) -> None:
+    """Print where the stages' metrics are and, when Prometheus is installed, scrape them with
+    the project's configuration and alert rules; it keeps running after the demo so that the
+    run can be browsed (`make prometheus-stop`)."""
+    ports = {stage: stage_port(settings, stage) for stage in sorted(BUILDERS)}
+    for stage, port in ports.items():
+        console.print(f"  metrics of {stage}: http://{settings.web_host}:{port}/metrics")
+    if not prometheus_local.available():
+        console.print("  Prometheus is not installed here: make prometheus-tools")
+        return
+    directory = ROOT / ".local" / "prometheus"
+    prometheus_local.write_targets(
+        directory, settings.namespace, ports.values(), {"namespace": settings.namespace}
+    )
+    server = prometheus_local.LocalPrometheus(directory)
+    try:
+        with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2):
+            console.print(f"  Prometheus (already running): {server.url}")
+            return
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        pass
+    try:
+        server.start()
+    except RuntimeError as exc:
+        console.print(f"  Prometheus: {exc}")
+        return
+    console.print(f"  Prometheus with the project's rules: {server.url} (make prometheus-stop)")
 
 
 def _play(

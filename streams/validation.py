@@ -213,7 +213,8 @@ def _offices(
             RuleError(
                 "R040",
                 "/supervisingOffice",
-                f"supervisingOffice {_show(supervising)}: must be an office reference of {country}",
+                f"supervisingOffice {_show(supervising)}: must be an office reference of "
+                f"{_show(country)}",
             )
         )
     if not presentation_ok or presentation[:2] not in reference.eu_member_states:

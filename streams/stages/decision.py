@@ -10,6 +10,7 @@ holds the MRN's partition.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from faust.streams import current_event
@@ -22,6 +23,11 @@ from streams.topics import topic_name
 log = logging.getLogger(__name__)
 
 STAGE = "decision"
+TERMINAL_EVENTS = {
+    "declaration.released": "released",
+    "declaration.not-released": "not-released",
+    "declaration.invalidated": "invalidated",
+}
 
 
 def event_message() -> Any:
@@ -55,8 +61,9 @@ def build(ctx: StageContext) -> Any:
     )
     logical_of = {topic_name(ctx.settings.namespace, logical): logical for logical in INPUTS}
     timers = TimerIndex()
+    metrics = ctx.metrics
 
-    async def apply(mrn: str, partition: int, result: Step) -> None:
+    async def apply(mrn: str, partition: int, result: Step, before: str | None) -> None:
         if result.state is None:
             return
         # The partition is kept in the state so that the timer index can be rebuilt from the
@@ -66,19 +73,48 @@ def build(ctx: StageContext) -> Any:
         await ctx.put(states, mrn, state)
         for deadline in deadlines(state):
             timers.add(partition, deadline, mrn)
+        observe(state, before, result)
+
+    def observe(state: dict[str, Any], before: str | None, result: Step) -> None:
+        after = state.get("state")
+        if after != before:
+            if before is not None:
+                metrics.declarations.labels(before).dec()
+            if after is not None:
+                metrics.declarations.labels(after).inc()
+        for out in result.outputs:
+            if out.logical in TERMINAL_EVENTS and state.get("acceptedAt") is not None:
+                metrics.decided(TERMINAL_EVENTS[out.logical], state["acceptedAt"])
+        metrics.timers.set(timers.pending())
+
+    def state_of(mrn: str) -> tuple[dict[str, Any] | None, str | None]:
+        current = states.get(mrn)
+        return current, (current or {}).get("state")
+
+    def rebuild() -> None:
+        """The timer index and the count of declarations by state, from the table."""
+        entries: list[tuple[int, int, str]] = []
+        counts: Counter[str] = Counter()
+        for mrn, state in states.data.items():
+            if state is None or "partition" not in state:
+                continue
+            entries.extend((state["partition"], d, mrn) for d in deadlines(state))
+            if state.get("state"):
+                counts[state["state"]] += 1
+        timers.rebuild(entries)
+        metrics.declarations.clear()
+        for name, count in counts.items():
+            metrics.declarations.labels(name).set(count)
+        metrics.timers.set(timers.pending())
+        log.info("timer index rebuilt: %d pending", timers.pending())
 
     async def on_tick(partition: int, tick: dict[str, Any]) -> None:
         if not timers.built:
-            timers.rebuild(
-                (state["partition"], deadline, mrn)
-                for mrn, state in states.data.items()
-                if state is not None and "partition" in state
-                for deadline in deadlines(state)
-            )
-            log.info("timer index rebuilt: %d pending", timers.pending())
+            rebuild()
         for mrn in timers.due(partition, millis(tick["occurredAt"])):
             try:
-                await apply(mrn, partition, step(states.get(mrn), "clock.tick", tick, config))
+                current, before = state_of(mrn)
+                await apply(mrn, partition, step(current, "clock.tick", tick, config), before)
             except Exception as exc:
                 # One MRN that cannot be decided must not hold back the other timers of the
                 # partition: its timer is set aside, with the tick, in the dead letters.
@@ -98,11 +134,12 @@ def build(ctx: StageContext) -> Any:
             # The key decides the partition, and the partition holds the MRN's state.
             await ctx.dead_letter(message, "key-mismatch", f"key must be the MRN {mrn!r}")
             return
-        result = step(states.get(mrn), logical, record, config)
+        current, before = state_of(mrn)
+        result = step(current, logical, record, config)
         if result.unknown_mrn:
             await ctx.dead_letter(message, "unknown-mrn", f"no accepted declaration {mrn}")
             return
-        await apply(mrn, message.partition, result)
+        await apply(mrn, message.partition, result, before)
 
     def forget_timers(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         timers.clear()  # rebuilt from the table on the next tick, for the new assignment

@@ -24,6 +24,15 @@ def build(ctx: StageContext) -> Any:
     sequences = ctx.table("sequences")
     country = ctx.settings.country
 
+    def count(outputs: Any) -> None:
+        for out in outputs:
+            if out.logical == "declaration.accepted":
+                ctx.metrics.outcomes.labels("accepted").inc()
+            elif out.logical == "declaration.rejected":
+                ctx.metrics.outcomes.labels("rejected").inc()
+                for error in out.record["errors"]:
+                    ctx.metrics.rejections.labels(error["code"]).inc()
+
     async def handle(message: Any) -> None:
         record = await ctx.decode(message, SOURCE)
         if record is None:
@@ -47,6 +56,7 @@ def build(ctx: StageContext) -> Any:
             log.info("redelivered event %s ignored", record["eventId"])
             return
         await ctx.emit(result.outputs)
+        count(result.outputs)
         await ctx.put(declarations, key, result.state)
         if result.sequence_used:
             await ctx.put(sequences, partition_key, sequence + 1)

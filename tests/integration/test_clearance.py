@@ -7,11 +7,13 @@ Ticks reach every declaration of the namespace, so a test only asserts on its ow
 
 from __future__ import annotations
 
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.codec import SchemaCatalogue
 from streams.reference import load_reference
@@ -211,3 +213,38 @@ def test_a_decision_stage_interrupted_mid_flow_loses_and_repeats_nothing(
                        for m in (r["mrn"] for r in pipeline.events(lg)) if m in mrns)  # fmt: skip
     assert outcomes == {m: 2 for m in mrns}  # one forward and one release each
     assert released_before < len(mrns), "the stage had finished before the interruption"
+
+
+def scrape(port: int) -> tuple[str, list[tuple[str, dict[str, str], float]]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as answer:
+        text = answer.read().decode()
+    samples = [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+    return text, samples
+
+
+def test_every_worker_serves_its_metrics(pipeline: Pipeline) -> None:
+    mrn = pipeline.lodge()
+    pipeline.send("cop.risk-result", mrn=mrn, control="NONE", occurredAt=BASE)
+    pipeline.expect("declaration.released", mrn=mrn)
+    for stage, worker in pipeline.workers.items():
+        text, samples = scrape(worker.port)
+        processed = [
+            value
+            for name, labels, value in samples
+            if name == "cci_stage_inputs_total"
+            and labels == {**labels, "stage": stage, "outcome": "processed"}
+        ]
+        assert sum(processed) >= 1, stage
+        assert any(name == "cci_consumer_lag_messages" for name, _, _ in samples), stage
+        assert "process_resident_memory_bytes" in text
+        assert mrn not in text
+    _, samples = scrape(pipeline.workers["decision"].port)
+    assert ("cci_declarations", {"state": "RELEASED"}) in [(n, lb) for n, lb, _ in samples]
+    assert any(
+        name == "cci_decision_latency_seconds_count" and labels == {"outcome": "released"}
+        for name, labels, _ in samples
+    )
