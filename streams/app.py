@@ -424,11 +424,11 @@ def make_context(stage: str, settings: Settings, app: faust.App) -> StageContext
         topics=topics,
         metrics=metrics,
     )
-    if app.in_transaction:  # a worker; Faust's test_context has no consumer to ask
-        metrics.watch_lag(
-            group_id(settings.namespace, stage),
-            lambda: cast(LockedCommitConsumer, app.consumer).lag(),
-        )
+    metrics.watch_lag(
+        group_id(settings.namespace, stage),
+        # Only a running worker has a consumer to ask; Faust's test_context has none.
+        lambda: cast(LockedCommitConsumer, app.consumer).lag() if app.in_transaction else [],
+    )
 
     def count_rebalance(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         metrics.rebalances.labels(stage).inc()
@@ -437,6 +437,8 @@ def make_context(stage: str, settings: Settings, app: faust.App) -> StageContext
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp takes the charset apart from the media type.
+        media_type = CONTENT_TYPE_LATEST.split("; charset=")[0]
+        return web.bytes(generate_latest(metrics.registry), content_type=media_type)
 
     return context

@@ -16,7 +16,7 @@ from typing import Any
 from faust.streams import current_event
 
 from streams.app import StageContext
-from streams.decision import INPUTS, DecisionConfig, Step, deadlines, instant, millis, step
+from streams.decision import INPUTS, STATES, DecisionConfig, Step, deadlines, instant, millis, step
 from streams.timers import TimerIndex
 from streams.topics import topic_name
 
@@ -62,6 +62,8 @@ def build(ctx: StageContext) -> Any:
     logical_of = {topic_name(ctx.settings.namespace, logical): logical for logical in INPUTS}
     timers = TimerIndex()
     metrics = ctx.metrics
+    for name in STATES:  # every state has a series, at 0 until a declaration is in it
+        metrics.declarations.labels(name).set(0)
 
     async def apply(mrn: str, partition: int, result: Step, before: str | None) -> None:
         if result.state is None:
@@ -102,9 +104,8 @@ def build(ctx: StageContext) -> Any:
             if state.get("state"):
                 counts[state["state"]] += 1
         timers.rebuild(entries)
-        metrics.declarations.clear()
-        for name, count in counts.items():
-            metrics.declarations.labels(name).set(count)
+        for name in STATES:
+            metrics.declarations.labels(name).set(counts[name])
         metrics.timers.set(timers.pending())
         log.info("timer index rebuilt: %d pending", timers.pending())
 
