@@ -32,7 +32,7 @@ prometheus-tools:
 
 # `make run` leaves its Prometheus running (http://127.0.0.1:9090) so that a run can be browsed.
 prometheus-stop:
-	@pkill -f 'prometheus --config.file=$(CURDIR)/.local/prometheus' || true
+	@pkill -f '[p]rometheus --config.file=$(CURDIR)/.local/prometheus' || true
 
 run: setup broker prometheus-tools
 	$(BIN)/cci demo --count 1000
