@@ -438,7 +438,7 @@ def replay(
 ) -> dict[str, int]:
     """Produce captured records into `settings`' namespace, same logical name and partition,
     in the given order; return how many per logical name."""
-    from streams.kafka_io import producer
+    from streams.kafka_io import produce, producer
 
     client = producer(settings, **{"max.in.flight.requests.per.connection": 5})
     failures: list[str] = []
@@ -461,14 +461,7 @@ def replay(
         }
         if not restamp and record["timestamp"] > 0:
             kwargs["timestamp"] = int(record["timestamp"])
-        topic = topic_name(settings.namespace, logical)
-        while True:
-            try:
-                client.produce(topic, **kwargs)
-                client.poll(0)
-                break
-            except BufferError:
-                client.poll(0.1)  # local queue full: let deliveries drain, then retry
+        produce(client, topic_name(settings.namespace, logical), **kwargs)
         counts[logical] = counts.get(logical, 0) + 1
         on_sent(1)
         if failures:

@@ -27,6 +27,7 @@ from typing import Any
 
 from streams.events import Output, derived_event_id, notification, output
 from streams.jsonform import from_json, to_json
+from streams.topics import STAGES
 
 ACCEPTED = "ACCEPTED"
 RISK_ASSESSED = "RISK_ASSESSED"
@@ -44,16 +45,8 @@ _LEVEL = {"NONE": 0, "DOCUMENTARY": 1, "PHYSICAL": 2}
 # handful of events in its life; the bound only protects the state from a flood.
 EVENT_ID_MEMORY = 64
 
-INPUTS = (
-    "declaration.accepted",
-    "risk.assessed",
-    "duties.assessed",
-    "cop.risk-result",
-    "cop.goods-presented",
-    "control.result",
-    "invalidation.requested",
-    "clock.tick",
-)
+# What the decision stage reads, as the topic catalogue declares it.
+INPUTS = STAGES["decision"].reads
 
 
 @dataclass(frozen=True)

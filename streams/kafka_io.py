@@ -109,6 +109,11 @@ def _produce(
     kwargs: dict[str, Any] = {"key": key, "value": value}
     if partition is not None:
         kwargs["partition"] = partition
+    produce(client, topic, **kwargs)
+
+
+def produce(client: Producer, topic: str, **kwargs: Any) -> None:
+    """`client.produce`, waiting while the client's local queue is full."""
     while True:
         try:
             client.produce(topic, **kwargs)
