@@ -18,7 +18,7 @@ class BrokerUnavailable(Exception):
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap, "socket.timeout.ms": 10000})
+    return AdminClient({**settings.kafka_client(), "socket.timeout.ms": 10000})
 
 
 def wait_for_broker(settings: Settings, timeout: float = 30.0) -> AdminClient:

@@ -40,6 +40,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.broker_health import BrokerProbe
 from streams.codec import DecodeError, SchemaCatalogue, catalogue
 from streams.config import Settings
 from streams.events import Output, dead_letter
@@ -395,6 +396,19 @@ def make_app(stage: str, settings: Settings) -> faust.App:
     return app
 
 
+def watch_broker(app: faust.App, settings: Settings, metrics: StageMetrics, topic: str) -> None:
+    probe: BrokerProbe | None = None
+
+    async def probe_broker() -> None:
+        nonlocal probe
+        # Made on first use: Faust's test_context never starts timers and needs no client.
+        probe = probe or BrokerProbe(settings.kafka_client(), topic)
+        # librdkafka blocks until the answer or the timeout: keep it off the event loop.
+        metrics.broker(await asyncio.get_running_loop().run_in_executor(None, probe.check))
+
+    app.timer(interval=settings.broker_probe_interval)(probe_broker)
+
+
 def make_context(stage: str, settings: Settings, app: faust.App) -> StageContext:
     spec = STAGES[stage]
     topics = {
@@ -434,6 +448,7 @@ def make_context(stage: str, settings: Settings, app: faust.App) -> StageContext
         metrics.rebalances.labels(stage).inc()
 
     app.on_partitions_assigned.connect(count_rebalance)
+    watch_broker(app, settings, metrics, topic_name(settings.namespace, spec.reads[0]))
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

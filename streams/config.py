@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     commit_interval: float = Field(
         default=0.5, gt=0, description="seconds between a stage's transaction commits"
     )
+    broker_probe_interval: float = Field(
+        default=5.0, gt=0, description="seconds between a worker's checks that the broker answers"
+    )
     cop_response_timeout: timedelta = Field(
         default=timedelta(hours=2),
         description="ISO 8601 duration the SCO waits for a COP risk result (spec §8), e.g. PT2H",
@@ -43,6 +46,10 @@ class Settings(BaseSettings):
         default=timedelta(days=30),
         description="ISO 8601 duration after acceptance when an unpresented type D lapses",
     )
+
+    def kafka_client(self) -> dict[str, str]:
+        """librdkafka settings every client of this node starts from."""
+        return {"bootstrap.servers": self.bootstrap}
 
     @field_validator("namespace")
     @classmethod

@@ -274,7 +274,7 @@ def simulator_consumer(settings: Settings) -> Consumer:
     resumes where it stopped and never answers an aborted transaction's events."""
     return Consumer(
         {
-            "bootstrap.servers": settings.bootstrap,
+            **settings.kafka_client(),
             "group.id": group_id(settings.namespace, GROUP),
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

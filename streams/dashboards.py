@@ -547,6 +547,30 @@ def stage_board() -> dict[str, Any]:
             width=8,
         ),
     )
+    broker_seconds = f"rate(cci_broker_request_seconds_bucket[{RATE}]) and {this_stage}"
+    d = _section(
+        d,
+        b.row("Broker"),
+        b.timeseries(
+            "Broker answers",
+            "1 when the worker's last metadata request to the Kafka cluster was answered, "
+            "0 when it was refused or timed out (checked every few seconds).",
+            [(f"min by (instance) (cci_broker_up and {this_stage})", "{{instance}}")],
+            "short",
+        ),
+        b.timeseries(
+            "Broker round trip",
+            "Time the Kafka cluster takes to answer a worker's metadata request, p99 per "
+            "worker: a slow broker slows every commit of the stage.",
+            [
+                (
+                    f"histogram_quantile(0.99, sum by (instance, le) ({broker_seconds}))",
+                    "{{instance}}",
+                )
+            ],
+            "s",
+        ),
+    )
     return _to_dict(d)
 
 

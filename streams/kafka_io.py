@@ -32,7 +32,7 @@ from streams.topics import event_key, topic_name
 def producer(settings: Settings, **extra: Any) -> Producer:
     return Producer(
         {
-            "bootstrap.servers": settings.bootstrap,
+            **settings.kafka_client(),
             "partitioner": "murmur2_random",
             "enable.idempotence": True,
             "linger.ms": 5,
@@ -45,7 +45,7 @@ def reader(settings: Settings) -> Consumer:
     """A consumer that never joins or commits a group: tools must not move anyone's offsets."""
     return Consumer(
         {
-            "bootstrap.servers": settings.bootstrap,
+            **settings.kafka_client(),
             "group.id": f"cci-tool-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,

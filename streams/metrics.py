@@ -22,9 +22,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from streams.broker_health import BrokerHealth
+
 # Processing one input takes milliseconds; a decision takes from a second (no control) to hours
 # of event time (a COP that stays silent) and days (presentation of pre-lodged goods).
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+BROKER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 DECISION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 7200, 86400, 2592000)
 
 
@@ -127,6 +130,20 @@ class StageMetrics:
         self.rebalances = Counter(
             "cci_rebalances", "Partition assignments this worker received", ["stage"], registry=r
         )
+        self.broker_up = Gauge(
+            "cci_broker_up",
+            "1 when the last metadata request to the Kafka cluster was answered, else 0",
+            registry=r,
+        )
+        self.broker_request = Histogram(
+            "cci_broker_request_seconds",
+            "Round trip of the answered metadata requests to the Kafka cluster",
+            buckets=BROKER_BUCKETS,
+            registry=r,
+        )
+        self.brokers = Gauge(
+            "cci_brokers", "Brokers listed in the cluster's last metadata answer", registry=r
+        )
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
 
@@ -144,6 +161,12 @@ class StageMetrics:
     def decided(self, outcome: str, lodged_at_ms: int, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self.decision_latency.labels(outcome).observe(max(0.0, now - lodged_at_ms / 1000))
+
+    def broker(self, health: BrokerHealth) -> None:
+        self.broker_up.set(1 if health.up else 0)
+        self.brokers.set(health.brokers)
+        if health.up:  # a refused or timed-out request measures the timeout, not the broker
+            self.broker_request.observe(health.seconds)
 
     def watch_lag(self, group: str, source: Callable[[], Iterable[PartitionLag]]) -> None:
         self.registry.register(LagCollector(group, source))

@@ -146,3 +146,13 @@ def test_the_targets_file_is_read_back(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "targets" / "x.json").read_text()) == [
         {"targets": ["127.0.0.1:1", "127.0.0.1:2"], "labels": {"namespace": "n"}}
     ]
+
+
+def test_every_worker_reports_that_the_broker_answers(
+    observed: tuple[Pipeline, LocalPrometheus],
+) -> None:
+    pipeline, server = observed
+    answer = server.query('count(cci_broker_up{job="cci"} == 1)')["data"]["result"]
+    assert answer and int(float(answer[0]["value"][1])) == len(pipeline.workers)
+    trips = server.query('sum(cci_broker_request_seconds_count{job="cci"})')["data"]["result"]
+    assert trips and float(trips[0]["value"][1]) > 0
