@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: setup run test lint unit integration recette broker broker-stop broker-status prometheus-tools prometheus-stop dashboards clean
+.PHONY: setup run test lint unit integration recette broker broker-stop broker-status broker-secure broker-secure-stop prometheus-tools prometheus-stop dashboards clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,18 @@ broker-stop:
 
 broker-status:
 	@bash $(KAFKA) status
+
+# A second, secure broker beside the plain one (127.0.0.1:9094, SASL/SCRAM over TLS, ACLs),
+# with the namespace's topics, its principals' SCRAM users and their ACLs (docs/operations.md).
+SECURE_DIR := .local/kafka-secure
+broker-secure: setup
+	@KAFKA_SECURITY=sasl_ssl KAFKA_SECURE_DIR=$(SECURE_DIR) bash $(KAFKA) start
+	@set -a && . $(SECURE_DIR)/admin.env && set +a && \
+		$(BIN)/cci topics create && \
+		$(BIN)/cci acls --apply --users-dir $(SECURE_DIR)/users >/dev/null
+
+broker-secure-stop:
+	@KAFKA_SECURITY=sasl_ssl KAFKA_SECURE_DIR=$(SECURE_DIR) bash $(KAFKA) stop
 
 # Prometheus and promtool from Debian's packages, for the alert rule tests and `make run`.
 prometheus-tools:

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
+from faust.types.auth import SASLMechanism
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.broker_health import BrokerProbe
@@ -49,6 +52,14 @@ from streams.reference import ReferenceData, load_reference
 from streams.topics import DEAD_LETTER, STAGES, dead_letter_topic, group_id, topic_name
 
 log = logging.getLogger(__name__)
+
+
+def failure(exc: BaseException) -> str:
+    """An exception for the log: its class and where it was raised, without its message,
+    which may quote the record being processed (a trader's name, say). The message stays in
+    the dead-letter record, on a topic only the stage and its operators may read."""
+    frames = "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+    return f"{type(exc).__name__}\n{frames}" if frames else type(exc).__name__
 
 
 def processing_lock(app: Any) -> asyncio.Lock:
@@ -281,9 +292,13 @@ class StageContext:
                     await handle(message)
                     outcome = "processed"
                 except Exception as exc:
-                    log.exception("%s failed on %s/%s", name, message.topic, message.offset)
+                    log.error(
+                        "%s failed on %s/%s: %s", name, message.topic, message.offset, failure(exc)
+                    )
                     self.metrics.failed(exc)
-                    await self.dead_letter(message, "processing-error", repr(exc))
+                    await self.dead_letter(
+                        message, "processing-error", repr(exc), logged=type(exc).__name__
+                    )
                     outcome = "failed"
                 self.metrics.handled(topic, outcome, time.perf_counter() - began)
                 if consumer is not None:
@@ -331,7 +346,11 @@ class StageContext:
             # event time would have the record deleted at once.
             await topic.send(key=key, value=value, headers=headers)
 
-    async def dead_letter(self, message: Any, reason: str, error: str) -> None:
+    async def dead_letter(
+        self, message: Any, reason: str, error: str, logged: str | None = None
+    ) -> None:
+        """Send `message` to the stage's dead letters with `error`; the log gets `logged`
+        instead when `error` may quote the record (see `failure`)."""
         self.metrics.dead_letter(reason)
         headers = list(_headers(message.headers))
         log.warning(
@@ -340,7 +359,7 @@ class StageContext:
             message.partition,
             message.offset,
             reason,
-            error,
+            error if logged is None else logged,
         )
         out = dead_letter(
             self.stage,
@@ -362,6 +381,25 @@ def _headers(headers: Any) -> Iterable[tuple[str, bytes | None]]:
         return []
     items = headers.items() if hasattr(headers, "items") else headers
     return [(str(k), v if v is None else bytes(v)) for k, v in items]
+
+
+def broker_credentials(settings: Settings) -> dict[str, Any]:
+    """Faust's `broker_credentials`, when the broker wants them: nothing at all otherwise, so
+    that a PLAINTEXT app is configured exactly as before security existed."""
+    if settings.security_protocol != "SASL_SSL":
+        return {}
+    assert settings.sasl_username is not None and settings.sasl_password is not None
+    cafile = None if settings.ssl_cafile is None else str(settings.ssl_cafile)
+    return {
+        "broker_credentials": faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            mechanism=SASLMechanism(settings.sasl_mechanism),
+            # A context makes the credentials SASL_SSL; it verifies the broker's certificate
+            # and name against `cafile` (the system's CAs when unset).
+            ssl_context=ssl.create_default_context(cafile=cafile),
+        )
+    }
 
 
 def make_app(stage: str, settings: Settings) -> faust.App:
@@ -391,6 +429,7 @@ def make_app(stage: str, settings: Settings) -> faust.App:
         autodiscover=False,
         # The logs carry each message's origin; personal data stays out of them.
         worker_redirect_stdouts=False,
+        **broker_credentials(settings),
     )
     _keep_input_buffers(app)
     return app

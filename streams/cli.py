@@ -525,9 +525,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _register_tools() -> None:
+    from streams.cli_security import register as register_security
     from streams.cli_tools import register
 
     register(app)
+    register_security(app)
 
 
 _register_tools()

@@ -41,12 +41,16 @@ def producer(settings: Settings, **extra: Any) -> Producer:
     )
 
 
+# The throw-away group ids of `reader`; on a secured cluster, the tools' ACLs allow this prefix.
+TOOL_GROUP_PREFIX = "cci-tool-"
+
+
 def reader(settings: Settings) -> Consumer:
     """A consumer that never joins or commits a group: tools must not move anyone's offsets."""
     return Consumer(
         {
             **settings.kafka_client(),
-            "group.id": f"cci-tool-{uuid.uuid4()}",
+            "group.id": f"{TOOL_GROUP_PREFIX}{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",

@@ -13,15 +13,30 @@
 #   stop     SIGTERM, wait up to $KAFKA_STOP_TIMEOUT s, then SIGKILL; ok if not running
 #   status   exit 0 if the broker answers, 1 if not
 #   kill     SIGKILL (fault tests); a later `start` recovers from the data dir
-#   reset    stop and delete the data dir
+#   reset    stop and delete the data dir (with KAFKA_SECURITY=sasl_ssl: the whole state dir,
+#            credentials and certificates included)
+#
+# A second, secure broker runs with KAFKA_SECURITY=sasl_ssl, beside the plain one and from the
+# same jars: SASL/SCRAM-SHA-512 over TLS on 127.0.0.1:9094 (controller 9095), ACLs enforced
+# (StandardAuthorizer, super user admin, nothing allowed without an ACL), its state in
+# $KAFKA_SECURE_DIR. Its first start writes there, readable by the owner only:
+#   credentials/admin.password   the admin's SCRAM password (random)
+#   tls/ca.pem, tls/broker.pem   a CA and the broker's certificate (python -m streams.local_tls)
+#   admin.env                    KAFKA_BOOTSTRAP and CCI_* settings that connect as admin
+#                                (names the password file; holds no password)
+# `cci acls --apply --users-dir DIR` then creates the stages' users and their ACLs (`make
+# broker-secure` does, with DIR=$KAFKA_SECURE_DIR/users).
 #
 # Environment (all optional):
-#   KAFKA_BOOTSTRAP        external cluster; start/stop/kill/reset then do nothing
+#   KAFKA_BOOTSTRAP        external cluster; start/stop/kill/reset then do nothing (plaintext only)
+#   KAFKA_SECURITY         plaintext (default) or sasl_ssl
 #   CCI_LOCAL              state root (default: <repo>/.local)
+#   KAFKA_SECURE_DIR       state of the sasl_ssl broker (default: $CCI_LOCAL/kafka-secure)
+#   CCI_PYTHON             python with `cryptography`, for the certificates (default: .venv's)
 #   KAFKA_VERSION          broker version (default: kafka.version in pom.xml)
-#   KAFKA_PORT             PLAINTEXT listener port (default 9092)
-#   KAFKA_CONTROLLER_PORT  KRaft controller port (default 9093)
-#   KAFKA_DATA_DIR         log.dirs (default: $CCI_LOCAL/kafka/data)
+#   KAFKA_PORT             client listener port (default 9092; 9094 with sasl_ssl)
+#   KAFKA_CONTROLLER_PORT  KRaft controller port (default 9093; 9095 with sasl_ssl)
+#   KAFKA_DATA_DIR         log.dirs (default: $CCI_LOCAL/kafka/data, $KAFKA_SECURE_DIR/data)
 #   KAFKA_HEAP_OPTS        default "-Xms256m -Xmx1g"
 #   KAFKA_JVM_PERFORMANCE_OPTS, KAFKA_OPTS   extra JVM options (as in Kafka's scripts)
 #   KAFKA_START_TIMEOUT    seconds to wait for start-up (default 90)
@@ -35,33 +50,58 @@ readonly SCRIPT_DIR REPO_ROOT
 readonly HOST=127.0.0.1
 readonly POM=$SCRIPT_DIR/pom.xml
 readonly LOG4J_CONFIG=$SCRIPT_DIR/log4j2.yaml
-readonly TEMPLATE=$SCRIPT_DIR/server.properties.in
 readonly STARTED_MESSAGE='Kafka Server started'
 
 CCI_LOCAL=${CCI_LOCAL:-$REPO_ROOT/.local}
 mkdir -p -- "$CCI_LOCAL"
 CCI_LOCAL=$(cd -- "$CCI_LOCAL" && pwd -P)
 
+KAFKA_SECURITY=${KAFKA_SECURITY:-plaintext}
+if [[ $KAFKA_SECURITY == sasl_ssl ]]; then
+    readonly TEMPLATE=$SCRIPT_DIR/server-secure.properties.in
+    KAFKA_PORT=${KAFKA_PORT:-9094}
+    KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9095}
+    STATE_DIR=${KAFKA_SECURE_DIR:-$CCI_LOCAL/kafka-secure}
+    mkdir -p -- "$STATE_DIR"
+    STATE_DIR=$(cd -- "$STATE_DIR" && pwd -P)
+else
+    readonly TEMPLATE=$SCRIPT_DIR/server.properties.in
+    KAFKA_PORT=${KAFKA_PORT:-9092}
+    KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+    STATE_DIR=$CCI_LOCAL/kafka
+fi
+readonly STATE_DIR
+CCI_PYTHON=${CCI_PYTHON:-$REPO_ROOT/.venv/bin/python}
+
 DEFAULT_VERSION=$(sed -n 's:.*<kafka\.version>\([^<]*\)</kafka\.version>.*:\1:p' "$POM")
 KAFKA_VERSION=${KAFKA_VERSION:-$DEFAULT_VERSION}
-KAFKA_PORT=${KAFKA_PORT:-9092}
-KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}
 KAFKA_JVM_PERFORMANCE_OPTS=${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}
 KAFKA_OPTS=${KAFKA_OPTS:-}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 
+# The jars (KAFKA_ROOT) are shared by both brokers; each has its own state (STATE_DIR).
 readonly KAFKA_ROOT=$CCI_LOCAL/kafka
 readonly DIST_DIR=$KAFKA_ROOT/$KAFKA_VERSION
 readonly LIB_DIR=$DIST_DIR/lib
 readonly MARKER=$DIST_DIR/.installed
-readonly DATA_DIR=${KAFKA_DATA_DIR:-$KAFKA_ROOT/data}
-readonly CONFIG_FILE=$KAFKA_ROOT/server.properties
-readonly PID_FILE=$KAFKA_ROOT/kafka.pid
-readonly LOCK_FILE=$KAFKA_ROOT/.lock
-readonly LOG_DIR=$CCI_LOCAL/logs
+readonly INSTALL_LOCK_FILE=$KAFKA_ROOT/.lock
+readonly DATA_DIR=${KAFKA_DATA_DIR:-$STATE_DIR/data}
+readonly CONFIG_FILE=$STATE_DIR/server.properties
+readonly PID_FILE=$STATE_DIR/kafka.pid
+readonly LOCK_FILE=$STATE_DIR/.lock
+if [[ $KAFKA_SECURITY == sasl_ssl ]]; then
+    readonly LOG_DIR=$STATE_DIR/logs
+else
+    readonly LOG_DIR=$CCI_LOCAL/logs
+fi
 readonly LOG_FILE=$LOG_DIR/kafka.log
+readonly TLS_DIR=$STATE_DIR/tls
+readonly CREDENTIALS_DIR=$STATE_DIR/credentials
+readonly ADMIN_PASSWORD_FILE=$CREDENTIALS_DIR/admin.password
+readonly ADMIN_ENV=$STATE_DIR/admin.env
+readonly USERS_DIR=$STATE_DIR/users # where `make broker-secure` keeps the principals' passwords
 
 JAVA=
 APT_UPDATED=
@@ -96,6 +136,8 @@ elapsed() {
 }
 
 validate() {
+    [[ $KAFKA_SECURITY == plaintext || $KAFKA_SECURITY == sasl_ssl ]] ||
+        die "KAFKA_SECURITY must be plaintext or sasl_ssl, got '$KAFKA_SECURITY'"
     [[ -n $KAFKA_VERSION ]] || die "no Kafka version (set KAFKA_VERSION or kafka.version in $(show_path "$POM"))"
     local name
     for name in KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_START_TIMEOUT KAFKA_STOP_TIMEOUT; do
@@ -104,14 +146,24 @@ validate() {
     ((KAFKA_PORT != KAFKA_CONTROLLER_PORT)) || die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ"
 }
 
-external() { [[ -n ${KAFKA_BOOTSTRAP:-} ]]; }
+# KAFKA_BOOTSTRAP names the cluster the pipeline uses; the secure broker is always this one.
+external() { [[ -n ${KAFKA_BOOTSTRAP:-} && $KAFKA_SECURITY == plaintext ]]; }
 
 # Serialise start/stop/kill/reset/install across concurrent callers (e.g. test workers).
 take_lock() {
-    mkdir -p -- "$KAFKA_ROOT"
+    mkdir -p -- "$STATE_DIR"
     command -v flock >/dev/null 2>&1 || return 0
     exec 9>"$LOCK_FILE"
     flock -w 300 9 || die "timed out waiting for $(show_path "$LOCK_FILE")"
+}
+
+# The secure broker installs into the plain one's jars: take that lock too while it does.
+take_install_lock() {
+    [[ $INSTALL_LOCK_FILE != "$LOCK_FILE" ]] || return 0
+    mkdir -p -- "$KAFKA_ROOT"
+    command -v flock >/dev/null 2>&1 || return 0
+    exec 8>"$INSTALL_LOCK_FILE"
+    flock -w 300 8 || die "timed out waiting for $(show_path "$INSTALL_LOCK_FILE")"
 }
 
 # --- liveness ----------------------------------------------------------------------
@@ -163,10 +215,10 @@ our_pid() {
     fi
 }
 
-# The PLAINTEXT port in the rendered config, i.e. of the broker last started from it.
+# The client port in the rendered config, i.e. of the broker last started from it.
 running_port() {
     [[ -f $CONFIG_FILE ]] || return 0
-    sed -n 's|^advertised\.listeners=PLAINTEXT://[^:]*:\([0-9]*\).*|\1|p' "$CONFIG_FILE"
+    sed -n 's|^advertised\.listeners=[A-Z_]*://[^:]*:\([0-9]*\).*|\1|p' "$CONFIG_FILE"
 }
 
 # Wait up to $2 seconds for pid to exit.
@@ -261,6 +313,11 @@ do_install() {
         ensure_tools
         return 0
     fi
+    take_install_lock
+    if installed; then
+        ensure_tools
+        return 0
+    fi
     ensure_tools mvn
     local t0 out
     t0=$(now_us)
@@ -293,12 +350,43 @@ render_config() {
     text=${text//@KAFKA_PORT@/"$KAFKA_PORT"}
     text=${text//@KAFKA_CONTROLLER_PORT@/"$KAFKA_CONTROLLER_PORT"}
     text=${text//@KAFKA_LOG_DIRS@/"$DATA_DIR"}
+    if [[ $KAFKA_SECURITY == sasl_ssl ]]; then
+        text=${text//@TLS_DIR@/"$TLS_DIR"}
+        text=${text//@ADMIN_PASSWORD@/"$(<"$ADMIN_PASSWORD_FILE")"}
+    fi
     if [[ $text =~ @[A-Z_]+@ ]]; then
         die "unsubstituted placeholder ${BASH_REMATCH[0]} in $(show_path "$TEMPLATE")"
     fi
-    tmp=$(mktemp "$KAFKA_ROOT/server.properties.XXXXXX")
+    # mktemp creates the file 0600: the secure broker's config holds the admin password.
+    tmp=$(mktemp "$STATE_DIR/server.properties.XXXXXX")
     printf '%s\n' "$text" >"$tmp"
     mv -f -- "$tmp" "$CONFIG_FILE"
+}
+
+# The secure broker's secrets, made once: the admin password, the certificates, and the
+# settings that connect as admin (which name the password file and do not hold it).
+prepare_secrets() {
+    [[ $KAFKA_SECURITY == sasl_ssl ]] || return 0
+    (
+        umask 077
+        mkdir -p -- "$CREDENTIALS_DIR" "$TLS_DIR"
+        if [[ ! -s $ADMIN_PASSWORD_FILE ]]; then
+            # Hex: nothing to escape in the JAAS line or the SCRAM argument.
+            od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$ADMIN_PASSWORD_FILE"
+        fi
+        if [[ ! -s $TLS_DIR/ca.pem || ! -s $TLS_DIR/broker.pem ]]; then
+            [[ -x $CCI_PYTHON ]] || die "no $CCI_PYTHON for the certificates: run 'make setup' or set CCI_PYTHON"
+            PYTHONPATH=$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH} "$CCI_PYTHON" -m streams.local_tls "$TLS_DIR" ||
+                die "could not write the certificates (python -m streams.local_tls needs 'cryptography': make setup)"
+        fi
+        printf '%s\n' \
+            "KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT" \
+            "CCI_SECURITY_PROTOCOL=SASL_SSL" \
+            "CCI_SASL_MECHANISM=SCRAM-SHA-512" \
+            "CCI_SASL_USERNAME=admin" \
+            "CCI_SASL_PASSWORD_FILE=$ADMIN_PASSWORD_FILE" \
+            "CCI_SSL_CAFILE=$TLS_DIR/ca.pem" >"$ADMIN_ENV"
+    )
 }
 
 # JAVA_BASE: java, our system properties, then $KAFKA_OPTS (so it can override them).
@@ -320,11 +408,24 @@ format_storage() {
     local cluster_id out
     cluster_id=$("${JAVA_BASE[@]}" -cp "$LIB_DIR/*" kafka.tools.StorageTool random-uuid) ||
         die "kafka.tools.StorageTool random-uuid failed"
-    if ! out=$("${JAVA_BASE[@]}" -cp "$LIB_DIR/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG_FILE" --standalone 2>&1); then
+    local -a format=(kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG_FILE" --standalone)
+    if [[ $KAFKA_SECURITY == sasl_ssl ]]; then
+        # The admin's SCRAM credential goes into the first metadata: the stages' users are
+        # created through the broker, as admin. The password reaches the tool in a Java
+        # argument file, not on its command line, which any local user can read.
+        local args_file
+        args_file=$(mktemp "$STATE_DIR/format.args.XXXXXX")
+        printf '%s\n' "${format[@]}" --add-scram \
+            "SCRAM-SHA-512=[name=admin,password=$(<"$ADMIN_PASSWORD_FILE")]" >"$args_file"
+        format=("@$args_file")
+    fi
+    if ! out=$("${JAVA_BASE[@]}" -cp "$LIB_DIR/*" "${format[@]}" 2>&1); then
         printf '%s\n' "$out" >&2
+        rm -f -- "${args_file:-}"
         rm -rf -- "$DATA_DIR"
         die "formatting $(show_path "$DATA_DIR") failed"
     fi
+    rm -f -- "${args_file:-}"
     log "formatted $(show_path "$DATA_DIR") (cluster id $cluster_id)"
 }
 
@@ -374,7 +475,7 @@ do_start() {
         local port
         port=$(running_port)
         if [[ $port != "$KAFKA_PORT" ]]; then
-            die "the broker of $(show_path "$KAFKA_ROOT") (pid $pid) runs on $HOST:${port:-?}, not $HOST:$KAFKA_PORT; stop it first or use another CCI_LOCAL"
+            die "the broker of $(show_path "$STATE_DIR") (pid $pid) runs on $HOST:${port:-?}, not $HOST:$KAFKA_PORT; stop it first or use another CCI_LOCAL"
         fi
         log "pid $pid is still starting; waiting for it"
         wait_ready "$pid"
@@ -392,6 +493,7 @@ do_start() {
     # One log per run (the previous one is kept as kafka.log.1), so the readiness check
     # only sees this run's lines.
     if [[ -s $LOG_FILE ]]; then mv -f -- "$LOG_FILE" "$LOG_FILE.1"; fi
+    prepare_secrets
     render_config
     format_storage
 
@@ -402,7 +504,7 @@ do_start() {
     # setsid + nohup: the broker outlives this shell, its session and its terminal.
     # fd 9 (the lock) is closed so the broker does not hold it.
     (
-        cd -- "$KAFKA_ROOT"
+        cd -- "$STATE_DIR"
         exec nohup setsid "${JAVA_BASE[0]}" "${heap[@]}" "${perf[@]}" "${JAVA_BASE[@]:1}" -cp "$LIB_DIR/*" \
             kafka.Kafka "$CONFIG_FILE" >>"$LOG_FILE" 2>&1 </dev/null 9>&-
     ) &
@@ -454,6 +556,11 @@ do_reset() {
     do_stop
     rm -rf -- "$DATA_DIR"
     log "deleted $(show_path "$DATA_DIR")"
+    if [[ $KAFKA_SECURITY == sasl_ssl ]]; then
+        # A new data dir forgets every user: the old credentials would only mislead.
+        rm -rf -- "$CREDENTIALS_DIR" "$USERS_DIR" "$TLS_DIR" "$ADMIN_ENV" "$CONFIG_FILE"
+        log "deleted the credentials and certificates of $(show_path "$STATE_DIR")"
+    fi
 }
 
 do_status() {
@@ -521,6 +628,9 @@ main() {
         start)
             take_lock
             do_start
+            if [[ $KAFKA_SECURITY == sasl_ssl ]]; then
+                log "admin settings in $(show_path "$ADMIN_ENV") (set -a; . $(show_path "$ADMIN_ENV"); set +a)"
+            fi
             ;;
         stop)
             take_lock

@@ -15,7 +15,7 @@ from typing import Any
 
 from faust.streams import current_event
 
-from streams.app import StageContext
+from streams.app import StageContext, failure
 from streams.decision import INPUTS, STATES, DecisionConfig, Step, deadlines, instant, millis, step
 from streams.timers import TimerIndex
 from streams.topics import topic_name
@@ -119,8 +119,13 @@ def build(ctx: StageContext) -> Any:
             except Exception as exc:
                 # One MRN that cannot be decided must not hold back the other timers of the
                 # partition: its timer is set aside, with the tick, in the dead letters.
-                log.exception("timer of %s failed on tick %s", mrn, tick["eventId"])
-                await ctx.dead_letter(event_message(), "timer-error", f"{mrn}: {exc!r}")
+                log.error("timer of %s failed on tick %s: %s", mrn, tick["eventId"], failure(exc))
+                await ctx.dead_letter(
+                    event_message(),
+                    "timer-error",
+                    f"{mrn}: {exc!r}",
+                    logged=f"{mrn}: {type(exc).__name__}",
+                )
 
     async def handle(message: Any) -> None:
         logical = logical_of[message.topic]

@@ -1,0 +1,256 @@
+"""Who may do what on the cluster: each stage's principal and its ACLs, derived from the topic
+catalogue (`streams.topics.STAGES`) and the namespace, so that the stage's code and its rights
+cannot drift apart. One source of truth for the local secure broker (`cci acls --apply`) and
+for the cluster's own user definitions.
+
+Principals, one per stage and namespace, plus one for the tools:
+
+- `User:<namespace>-<stage>`, the stage's consumer group id (`group_id`), which is also Faust's
+  app id: the prefix of its internal topics and of its transactional ids. It may
+  - read (READ, DESCRIBE) the topics the stage reads, and nothing else;
+  - write (WRITE, DESCRIBE) the topics the stage writes and its own dead-letter topic;
+  - use its consumer group (READ);
+  - create, read and write the topics named `<group>-...`: Faust's table changelogs
+    (`<group>-<table>-changelog`) and its leader topic (`<group>-__assignor-__leader`), which
+    it creates itself;
+  - use the transactional ids `<group>-...` of its exactly-once producers
+    (`<group>-<topic group>-<partition>`).
+  No IDEMPOTENT_WRITE on the cluster: since Kafka 3.0 a WRITE on any topic allows an
+  idempotent producer.
+- `User:<namespace>-tools`, the gateway and the command-line tools (`cci publish`, `cci
+  clock`, `cci simulate-cop`, `cci tail`, `cci capture`): writes the inbound events, those no
+  stage writes (lodged declarations, invalidation requests, the COP's presentations and risk
+  results, control results, clock ticks); reads every topic of the namespace, dead letters
+  included; uses the COP simulator's group and the throw-away groups of `kafka_io.reader`.
+- `User:admin` (the broker's super user) creates topics and users and sets these ACLs; a
+  replay into a secured namespace, which writes the stages' topics, runs as admin too.
+
+A prefix grant such as `<namespace>-<stage>-` also covers a namespace whose name starts with
+it (namespace `cci-intake-x` for the intake of namespace `cci`): do not name namespaces so.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from streams.cop_simulator import GROUP as SIMULATOR_GROUP
+from streams.kafka_io import TOOL_GROUP_PREFIX
+from streams.topics import EVENTS, STAGES, all_topics, dead_letter_topic, group_id, topic_name
+
+ResourceType = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID"]
+PatternType = Literal["LITERAL", "PREFIXED"]
+Operation = Literal["READ", "WRITE", "CREATE", "DESCRIBE"]
+
+TOOLS = "tools"
+SCRAM_ITERATIONS = 8192  # Kafka's minimum is 4096
+
+
+@dataclass(frozen=True, order=True)
+class Acl:
+    """One ALLOW rule, from any host: `principal` may do `operation` on the resources of
+    `resource_type` named `resource_name` (LITERAL) or starting with it (PREFIXED)."""
+
+    principal: str
+    resource_type: ResourceType
+    pattern_type: PatternType
+    resource_name: str
+    operation: Operation
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A user of the cluster: its SCRAM user name, what it is (a stage's name, or `tools`),
+    and its ACLs."""
+
+    user: str
+    role: str
+    acls: tuple[Acl, ...]
+
+    @property
+    def principal(self) -> str:
+        return f"User:{self.user}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The ACLs of one principal on one resource pattern, operations together (the shape of
+    a Strimzi KafkaUser ACL)."""
+
+    principal: str
+    resource_type: ResourceType
+    pattern_type: PatternType
+    resource_name: str
+    operations: tuple[Operation, ...]
+
+
+def stage_user(namespace: str, stage: str) -> str:
+    if stage not in STAGES:
+        raise KeyError(f"unknown stage {stage!r}; stages: {', '.join(sorted(STAGES))}")
+    return group_id(namespace, stage)
+
+
+def tools_user(namespace: str) -> str:
+    return f"{namespace}-{TOOLS}"
+
+
+def inbound_events() -> tuple[str, ...]:
+    """The events that come from outside the pipeline: no stage writes them."""
+    written = {logical for stage in STAGES.values() for logical in stage.writes}
+    return tuple(logical for logical in EVENTS if logical not in written)
+
+
+def _grant(
+    principal: str,
+    resource_type: ResourceType,
+    name: str,
+    operations: Iterable[Operation],
+    pattern_type: PatternType = "LITERAL",
+) -> list[Acl]:
+    return [Acl(principal, resource_type, pattern_type, name, op) for op in operations]
+
+
+def stage_acls(namespace: str, stage: str) -> tuple[Acl, ...]:
+    """Everything the stage's worker needs, and nothing more (see the module docstring)."""
+    spec = STAGES[stage]
+    user = f"User:{stage_user(namespace, stage)}"
+    group = group_id(namespace, stage)
+    acls: set[Acl] = set()
+    for logical in spec.reads:
+        acls.update(_grant(user, "TOPIC", topic_name(namespace, logical), ("READ", "DESCRIBE")))
+    for topic in (
+        *(topic_name(namespace, logical) for logical in spec.writes),
+        dead_letter_topic(namespace, stage),
+    ):
+        acls.update(_grant(user, "TOPIC", topic, ("WRITE", "DESCRIBE")))
+    acls.update(_grant(user, "GROUP", group, ("READ",)))
+    acls.update(
+        _grant(user, "TOPIC", f"{group}-", ("CREATE", "READ", "WRITE", "DESCRIBE"), "PREFIXED")
+    )
+    acls.update(_grant(user, "TRANSACTIONAL_ID", f"{group}-", ("WRITE", "DESCRIBE"), "PREFIXED"))
+    return tuple(sorted(acls))
+
+
+def tools_acls(namespace: str) -> tuple[Acl, ...]:
+    user = f"User:{tools_user(namespace)}"
+    acls: set[Acl] = set()
+    for logical in inbound_events():
+        acls.update(_grant(user, "TOPIC", topic_name(namespace, logical), ("WRITE",)))
+    for topic in all_topics(namespace):
+        acls.update(_grant(user, "TOPIC", topic, ("READ", "DESCRIBE")))
+    acls.update(_grant(user, "GROUP", group_id(namespace, SIMULATOR_GROUP), ("READ",)))
+    acls.update(_grant(user, "GROUP", TOOL_GROUP_PREFIX, ("READ",), "PREFIXED"))
+    return tuple(sorted(acls))
+
+
+def principals(namespace: str) -> list[Principal]:
+    """Every principal of the namespace, stages in name order, then the tools."""
+    return [
+        *(
+            Principal(stage_user(namespace, stage), stage, stage_acls(namespace, stage))
+            for stage in sorted(STAGES)
+        ),
+        Principal(tools_user(namespace), TOOLS, tools_acls(namespace)),
+    ]
+
+
+def all_acls(namespace: str) -> list[Acl]:
+    return [acl for principal in principals(namespace) for acl in principal.acls]
+
+
+_OPERATION_ORDER: dict[str, int] = {"CREATE": 0, "READ": 1, "WRITE": 2, "DESCRIBE": 3}
+
+
+def rules(acls: Iterable[Acl]) -> list[Rule]:
+    """The ACLs with the operations on the same resource pattern together, in a stable order."""
+    grouped: dict[tuple[str, ResourceType, PatternType, str], set[Operation]] = {}
+    for acl in acls:
+        key = (acl.principal, acl.resource_type, acl.pattern_type, acl.resource_name)
+        grouped.setdefault(key, set()).add(acl.operation)
+    return [
+        Rule(*key, tuple(sorted(ops, key=_OPERATION_ORDER.__getitem__)))
+        for key, ops in sorted(grouped.items())
+    ]
+
+
+# --- on the cluster -------------------------------------------------------------------------
+
+
+def acl_bindings(acls: Iterable[Acl]) -> list[Any]:
+    # The documented import path; the package does not mark these names as exported.
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    return [
+        AclBinding(
+            ResourceType[acl.resource_type],
+            acl.resource_name,
+            ResourcePatternType[acl.pattern_type],
+            acl.principal,
+            "*",
+            AclOperation[acl.operation],
+            AclPermissionType.ALLOW,
+        )
+        for acl in acls
+    ]
+
+
+def apply_acls(admin: Any, acls: Sequence[Acl], timeout: float = 30.0) -> int:
+    """Create the ACLs (those already there are left as they are); return how many were sent.
+    Raises KafkaException when the broker refuses any, e.g. for a principal that is not
+    a super user."""
+    bindings = acl_bindings(acls)
+    if not bindings:
+        return 0
+    for future in admin.create_acls(bindings, request_timeout=timeout).values():
+        future.result()
+    return len(bindings)
+
+
+def user_passwords(directory: Path, users: Iterable[str]) -> dict[str, str]:
+    """Each user's password, from `directory/<user>.password`; a new random one is written
+    there first, readable by its owner only, for a user that has none."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    passwords: dict[str, str] = {}
+    for user in users:
+        path = directory / f"{user}.password"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(secrets.token_urlsafe(24))
+        passwords[user] = path.read_text(encoding="utf-8").rstrip("\r\n")
+    return passwords
+
+
+def upsert_users(
+    admin: Any,
+    passwords: Mapping[str, str],
+    mechanism: str = "SCRAM-SHA-512",
+    timeout: float = 30.0,
+) -> list[str]:
+    """Create each user's SCRAM credential, or replace it with this password; return the users."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    info = ScramCredentialInfo(ScramMechanism[mechanism.replace("-", "_")], SCRAM_ITERATIONS)
+    upserts = [
+        UserScramCredentialUpsertion(user, info, password.encode())
+        for user, password in sorted(passwords.items())
+    ]
+    if not upserts:
+        return []
+    for future in admin.alter_user_scram_credentials(upserts, request_timeout=timeout).values():
+        future.result()
+    return sorted(passwords)

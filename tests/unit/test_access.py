@@ -1,0 +1,195 @@
+"""The principals and ACLs derived from the topic catalogue: each stage gets exactly what it
+reads and writes, and Faust's own names fall under the prefixes granted for them."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from faust.transport.consumer import TransactionManager
+
+from streams.access import (
+    Acl,
+    acl_bindings,
+    all_acls,
+    inbound_events,
+    principals,
+    rules,
+    stage_acls,
+    stage_user,
+    tools_acls,
+    tools_user,
+    user_passwords,
+)
+from streams.app import make_app
+from streams.config import Settings
+from streams.topics import EVENTS, STAGES, all_topics, dead_letter_topic, group_id, topic_name
+
+NS = "ns1"
+
+
+def literal_topics(acls: tuple[Acl, ...], operation: str) -> set[str]:
+    return {
+        a.resource_name
+        for a in acls
+        if a.resource_type == "TOPIC" and a.pattern_type == "LITERAL" and a.operation == operation
+    }
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_stage_reads_exactly_the_topics_it_reads(stage: str) -> None:
+    acls = stage_acls(NS, stage)
+    expected = {topic_name(NS, logical) for logical in STAGES[stage].reads}
+    assert literal_topics(acls, "READ") == expected
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_stage_writes_exactly_its_outputs_and_its_dead_letters(stage: str) -> None:
+    acls = stage_acls(NS, stage)
+    expected = {topic_name(NS, logical) for logical in STAGES[stage].writes}
+    expected.add(dead_letter_topic(NS, stage))
+    assert literal_topics(acls, "WRITE") == expected
+    # DESCRIBE goes with every topic it uses, and with no other.
+    reads = {topic_name(NS, logical) for logical in STAGES[stage].reads}
+    assert literal_topics(acls, "DESCRIBE") == expected | reads
+    assert literal_topics(acls, "CREATE") == set()
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_stage_has_its_group_and_its_own_prefixes_and_nothing_else(stage: str) -> None:
+    acls = stage_acls(NS, stage)
+    group = group_id(NS, stage)
+    assert stage_user(NS, stage) == group
+    assert {a.principal for a in acls} == {f"User:{group}"}
+    others = {
+        (a.resource_type, a.pattern_type, a.resource_name, a.operation)
+        for a in acls
+        if not (a.resource_type == "TOPIC" and a.pattern_type == "LITERAL")
+    }
+    assert others == {
+        ("GROUP", "LITERAL", group, "READ"),
+        *(("TOPIC", "PREFIXED", f"{group}-", op) for op in ("CREATE", "READ", "WRITE", "DESCRIBE")),
+        ("TRANSACTIONAL_ID", "PREFIXED", f"{group}-", "WRITE"),
+        ("TRANSACTIONAL_ID", "PREFIXED", f"{group}-", "DESCRIBE"),
+    }
+
+
+def test_no_stage_can_write_what_it_does_not_produce() -> None:
+    for stage, spec in STAGES.items():
+        writable = literal_topics(stage_acls(NS, stage), "WRITE")
+        foreign = {topic_name(NS, logical) for logical in EVENTS if logical not in spec.writes}
+        foreign |= {dead_letter_topic(NS, other) for other in STAGES if other != stage}
+        assert not writable & foreign, stage
+        # Its prefixes cover none of the namespace's topics, nor another stage's names.
+        for acl in stage_acls(NS, stage):
+            if acl.pattern_type == "PREFIXED":
+                assert not any(t.startswith(acl.resource_name) for t in all_topics(NS))
+                assert not any(
+                    group_id(NS, other).startswith(acl.resource_name)
+                    for other in STAGES
+                    if other != stage
+                )
+
+
+def test_the_intake_cannot_write_the_decisions_or_the_assessments() -> None:
+    writable = literal_topics(stage_acls(NS, "intake"), "WRITE")
+    for logical in ("declaration.released", "risk.assessed", "declaration.lodged"):
+        assert topic_name(NS, logical) not in writable
+
+
+def test_inbound_events_are_the_ones_no_stage_writes() -> None:
+    assert set(inbound_events()) == {
+        "declaration.lodged",
+        "invalidation.requested",
+        "cop.goods-presented",
+        "cop.risk-result",
+        "control.result",
+        "clock.tick",
+    }
+
+
+def test_the_tools_write_the_inbound_events_and_read_everything() -> None:
+    acls = tools_acls(NS)
+    assert {a.principal for a in acls} == {f"User:{tools_user(NS)}"}
+    assert literal_topics(acls, "WRITE") == {topic_name(NS, lg) for lg in inbound_events()}
+    assert literal_topics(acls, "READ") == set(all_topics(NS))
+    assert literal_topics(acls, "DESCRIBE") == set(all_topics(NS))
+    groups = {
+        (a.pattern_type, a.resource_name, a.operation) for a in acls if a.resource_type == "GROUP"
+    }
+    assert groups == {("LITERAL", f"{NS}-cop-simulator", "READ"), ("PREFIXED", "cci-tool-", "READ")}
+    assert not [a for a in acls if a.resource_type == "TRANSACTIONAL_ID" or a.operation == "CREATE"]
+    # The tools' topic grants are all literal: nothing of Faust's internal topics.
+    assert {a.pattern_type for a in acls if a.resource_type == "TOPIC"} == {"LITERAL"}
+
+
+def test_every_principal_is_distinct_and_the_list_is_stable() -> None:
+    found = principals(NS)
+    assert [p.role for p in found] == [*sorted(STAGES), "tools"]
+    assert len({p.user for p in found}) == len(found)
+    assert tools_user(NS) not in {stage_user(NS, s) for s in STAGES}
+    assert principals(NS) == found
+    assert all_acls(NS) == [a for p in found for a in p.acls]
+    assert all(list(p.acls) == sorted(p.acls) for p in found)
+
+
+def test_principals_of_two_namespaces_share_nothing() -> None:
+    first = {(a.principal, a.resource_name) for a in all_acls("a1")}
+    second = {(a.principal, a.resource_name) for a in all_acls("b2")}
+    assert not {p for p, _ in first} & {p for p, _ in second}
+    assert not {r for _, r in first if r != "cci-tool-"} & {r for _, r in second}
+
+
+def test_unknown_stage_is_refused() -> None:
+    with pytest.raises(KeyError, match="unknown stage"):
+        stage_user(NS, "nope")
+
+
+def test_rules_put_the_operations_of_one_resource_together() -> None:
+    grouped = rules(stage_acls(NS, "risk"))
+    assert [(r.resource_type, r.resource_name, r.operations) for r in grouped] == [
+        ("GROUP", "ns1-risk", ("READ",)),
+        ("TOPIC", "ns1.dead-letters.risk", ("WRITE", "DESCRIBE")),
+        ("TOPIC", "ns1.declarations.accepted", ("READ", "DESCRIBE")),
+        ("TOPIC", "ns1.risk.assessed", ("WRITE", "DESCRIBE")),
+        ("TOPIC", "ns1-risk-", ("CREATE", "READ", "WRITE", "DESCRIBE")),
+        ("TRANSACTIONAL_ID", "ns1-risk-", ("WRITE", "DESCRIBE")),
+    ]
+
+
+def test_acls_become_confluent_kafka_bindings() -> None:
+    acl = Acl("User:ns1-risk", "TRANSACTIONAL_ID", "PREFIXED", "ns1-risk-", "WRITE")
+    (binding,) = acl_bindings([acl])
+    assert (binding.restype.name, binding.resource_pattern_type.name) == (
+        "TRANSACTIONAL_ID",
+        "PREFIXED",
+    )
+    assert (binding.name, binding.principal, binding.host) == ("ns1-risk-", "User:ns1-risk", "*")
+    assert (binding.operation.name, binding.permission_type.name) == ("WRITE", "ALLOW")
+
+
+def test_faust_names_its_internal_topics_and_transactions_under_the_group_prefix() -> None:
+    """The prefixes granted are right only as long as Faust names things this way."""
+    group = group_id(NS, "intake")
+    app = make_app("intake", Settings(namespace=NS, store="memory://"))
+    assert app.conf.id == group
+    changelog = app.Table("declarations", partitions=2).changelog_topic.get_topic_name()
+    leader = cast(Any, app._leader_assignor)._leader_topic_name
+    tid = TransactionManager.transactional_id_format.format(
+        group_id=app.conf.id, tpg=SimpleNamespace(group=0, partition=3)
+    )
+    for name in (changelog, leader, tid):
+        assert name.startswith(f"{group}-"), name
+
+
+def test_user_passwords_are_made_once_and_readable_by_their_owner_only(tmp_path: Path) -> None:
+    first = user_passwords(tmp_path / "users", ["ns1-intake", "ns1-tools"])
+    assert sorted(first) == ["ns1-intake", "ns1-tools"]
+    assert all(len(p) >= 24 for p in first.values())
+    assert first["ns1-intake"] != first["ns1-tools"]
+    path = tmp_path / "users" / "ns1-intake.password"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert user_passwords(tmp_path / "users", ["ns1-intake", "ns1-tools"]) == first
