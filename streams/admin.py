@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streams.config import Settings
-from streams.topics import all_topics
+from streams.topics import all_topics, stage_changelogs
 
 
 class BrokerUnavailable(Exception):
@@ -37,12 +37,16 @@ def wait_for_broker(settings: Settings, timeout: float = 30.0) -> AdminClient:
             time.sleep(0.5)
 
 
-def ensure_topics(settings: Settings, config: Mapping[str, str] | None = None) -> list[str]:
-    """Create the namespace's missing topics, with topic `config` added to the defaults; return
-    the names created."""
+def ensure_topics(
+    settings: Settings,
+    config: Mapping[str, str] | None = None,
+    only: Mapping[str, bool] | None = None,
+) -> list[str]:
+    """Create the namespace's missing topics (or those of `only`, name → compacted), with topic
+    `config` added to the defaults; return the names created."""
     admin = wait_for_broker(settings)
     existing = set(admin.list_topics(timeout=10).topics)
-    wanted = all_topics(settings.namespace)
+    wanted = all_topics(settings.namespace) if only is None else only
     new = [
         NewTopic(
             name,
@@ -63,6 +67,13 @@ def ensure_topics(settings: Settings, config: Mapping[str, str] | None = None) -
                 raise
     _wait_visible(admin, set(wanted))
     return created
+
+
+def ensure_changelogs(settings: Settings, stage: str) -> list[str]:
+    """A stage's table changelogs, created before its worker subscribes (see `all_topics`)."""
+    return ensure_topics(
+        settings, only={name: True for name in stage_changelogs(settings.namespace, stage)}
+    )
 
 
 def _wait_visible(admin: AdminClient, names: set[str], timeout: float = 30.0) -> None:

@@ -274,6 +274,9 @@ def worker(
     _require_broker(settings)
     if stage == "all":
         raise typer.Exit(run_all(sorted(BUILDERS), loglevel, settings.namespace))
+    from streams.admin import ensure_changelogs
+
+    _broker_call(lambda: ensure_changelogs(settings, stage))
     typer.echo(
         f"cci worker {stage}: namespace {settings.namespace}, broker {settings.bootstrap}, "
         f"http://{settings.web_host}:{settings.web_port}/, "

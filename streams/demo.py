@@ -369,7 +369,8 @@ class Feed:
             return None
         error = message.error()
         if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
+            # librdkafka reconnects by itself after a transient error (a broker restarting).
+            if error.code() == KafkaError._PARTITION_EOF or not error.fatal():
                 return None
             raise RuntimeError(f"reading {message.topic()}: {error.str()}")
         return Received(

@@ -78,6 +78,8 @@ class Stage:
     name: str
     reads: tuple[str, ...]
     writes: tuple[str, ...]
+    # Faust tables: each has a compacted changelog topic, partitioned like the inputs.
+    tables: tuple[str, ...] = ()
 
 
 STAGES: dict[str, Stage] = {
@@ -87,6 +89,7 @@ STAGES: dict[str, Stage] = {
             "intake",
             reads=("declaration.lodged",),
             writes=("declaration.accepted", "declaration.rejected", "trader.notification"),
+            tables=("declarations", "sequences"),
         ),
         Stage("risk", reads=("declaration.accepted",), writes=("risk.assessed",)),
         Stage("duties", reads=("declaration.accepted",), writes=("duties.assessed",)),
@@ -113,6 +116,7 @@ STAGES: dict[str, Stage] = {
                 "trader.notification",
                 "declaration.status",
             ),
+            tables=("declarations",),
         ),
     )
 }
@@ -134,6 +138,15 @@ def group_id(namespace: str, stage: str) -> str:
     return f"{namespace}-{stage}"
 
 
+def changelog_topic(namespace: str, stage: str, table: str) -> str:
+    """Faust's name for the changelog of a stage's table (`<app id>-<table>-changelog`)."""
+    return f"{group_id(namespace, stage)}-{table}-changelog"
+
+
+def stage_changelogs(namespace: str, stage: str) -> list[str]:
+    return [changelog_topic(namespace, stage, t) for t in STAGES[stage].tables]
+
+
 def event_key(logical: str, record: Mapping[str, Any]) -> bytes | None:
     key = EVENTS[logical].key(record)
     return None if key is None else key.encode()
@@ -143,4 +156,7 @@ def all_topics(namespace: str) -> dict[str, bool]:
     """Every topic of the namespace that the admin tool creates, with whether it is compacted."""
     topics = {topic_name(namespace, e.logical): e.compacted for e in EVENTS.values()}
     topics.update({dead_letter_topic(namespace, s): False for s in STAGES})
+    # Created with the rest rather than by Faust at start-up: a consumer whose metadata does not
+    # list a changelog yet is assigned none of its partitions, and its table then looks empty.
+    topics.update({t: True for s in STAGES for t in stage_changelogs(namespace, s)})
     return topics

@@ -1,0 +1,28 @@
+"""The fault suite's broker: a second local Kafka under .local/faults, on its own ports, which
+the suite kills and restarts. The jars come from the same Maven cache as the main broker's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from streams.codec import SchemaCatalogue, catalogue
+from streams.config import ROOT, Settings
+from tests.faults.harness import FaultBroker
+
+pytestmark = pytest.mark.faults
+
+
+@pytest.fixture(scope="session")
+def fault_broker() -> Iterator[FaultBroker]:
+    broker = FaultBroker(port=9292, controller_port=9293, local_dir=ROOT / ".local" / "faults")
+    broker.run("reset")  # a fresh log: the suite's broker keeps nothing between runs
+    broker.run("start")
+    yield broker
+    broker.run("reset")
+
+
+@pytest.fixture(scope="session")
+def schemas() -> SchemaCatalogue:
+    return catalogue(Settings().schemas_dir)

@@ -1,0 +1,98 @@
+"""Spec §11 under faults: each case runs the whole pipeline under a sustained load, injects one
+fault mid-load, and checks that every lodged message is accounted for, with no second
+acceptance, rejection or terminal outcome on any output topic (read_committed).
+
+`make faults` runs this suite alone; `make test` runs it too. The counts of every case are
+printed, and appended to `.local/logs/faults.jsonl`.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from streams.codec import SchemaCatalogue
+from streams.config import ROOT
+from tests.faults.harness import FaultBroker, Report, Supervisor, append_report, run_case
+
+pytestmark = pytest.mark.faults
+
+REPORTS = ROOT / ".local" / "logs" / "faults.jsonl"
+# Faust's broker session timeout is 10 s (streams/app.py): a worker paused for longer has its
+# partitions taken from it.
+PAUSE = 16.0
+
+
+def check(report: Report, capsys: pytest.CaptureFixture[str]) -> None:
+    append_report(report, REPORTS)
+    with capsys.disabled():
+        print(f"\n{report.case}: " + ", ".join(f"{k}={v}" for k, v in vars(report).items()))
+    assert report.lodged > 0 and report.accepted > 0
+    assert not report.problems(), report.problems()
+
+
+@pytest.mark.parametrize("stage", ["intake", "risk", "duties", "decision"])
+def test_sigkill_of_a_stage_worker_mid_load_and_restart(
+    stage: str,
+    fault_broker: FaultBroker,
+    schemas: SchemaCatalogue,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fault(supervisor: Supervisor, broker: FaultBroker) -> None:
+        supervisor.kill_and_restart(stage)
+
+    report = run_case(f"kill-{stage}", fault_broker, schemas, tmp_path, fault)
+    check(report, capsys)
+    assert report.planned_restarts == 1 and report.unplanned_restarts == 0
+
+
+def test_sigkill_of_the_broker_mid_load_and_restart(
+    fault_broker: FaultBroker,
+    schemas: SchemaCatalogue,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fault(supervisor: Supervisor, broker: FaultBroker) -> None:
+        broker.run("kill")
+        time.sleep(2.0)
+        broker.run("start")
+
+    check(run_case("kill-broker", fault_broker, schemas, tmp_path, fault), capsys)
+
+
+@pytest.mark.parametrize("stage", ["intake", "decision"])
+def test_a_worker_paused_past_its_session_timeout_then_resumed(
+    stage: str,
+    fault_broker: FaultBroker,
+    schemas: SchemaCatalogue,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fault(supervisor: Supervisor, broker: FaultBroker) -> None:
+        supervisor.signal(stage, signal.SIGSTOP)
+        time.sleep(PAUSE)
+        supervisor.signal(stage, signal.SIGCONT)
+
+    report = run_case(f"pause-{stage}", fault_broker, schemas, tmp_path, fault, shared=stage)
+    check(report, capsys)
+    assert report.unplanned_restarts == 0
+
+
+@pytest.mark.parametrize("stage", ["intake", "decision"])
+def test_two_workers_share_a_stage_and_one_dies(
+    stage: str,
+    fault_broker: FaultBroker,
+    schemas: SchemaCatalogue,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fault(supervisor: Supervisor, broker: FaultBroker) -> None:
+        supervisor.kill_for_good(stage)
+
+    report = run_case(f"two-{stage}-one-dies", fault_broker, schemas, tmp_path, fault, shared=stage)
+    check(report, capsys)
+    assert report.unplanned_restarts == 0
