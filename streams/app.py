@@ -36,17 +36,19 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from faust.types.auth import SASLMechanism
+from faust.utils import json as faust_json
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.broker_health import BrokerProbe
-from streams.codec import DecodeError, SchemaCatalogue, catalogue
+from streams.codec import DecodeError, SchemaCatalogue, catalogue, check_event_id
 from streams.config import Settings
-from streams.events import Output, dead_letter
+from streams.events import Output, dead_letter, fit_original
 from streams.metrics import PartitionLag, StageMetrics
 from streams.reference import ReferenceData, load_reference
 from streams.topics import DEAD_LETTER, STAGES, dead_letter_topic, group_id, topic_name
@@ -221,6 +223,20 @@ def _keep_input_buffers(app: faust.App) -> None:
     flow.clear = clear_changelog_buffer  # type: ignore[method-assign]
 
 
+class OutputTooLarge(Exception):
+    """An output or a table record bigger than the largest message the producer may send.
+
+    Raised before anything of the input is sent, so that the input ends as one dead letter
+    (`output-too-large`) rather than as part of its outputs plus a dead letter."""
+
+    reason = "output-too-large"
+
+
+def message_size(key: bytes | None, value: bytes | None, headers: Any = None) -> int:
+    """The size the producer gives a message when it compares it with its maximum."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers or [])))
+
+
 @dataclass
 class StageContext:
     """What a stage needs besides its own logic, built once per worker."""
@@ -291,6 +307,10 @@ class StageContext:
                 try:
                     await handle(message)
                     outcome = "processed"
+                except OutputTooLarge as exc:
+                    self.metrics.failed(exc)
+                    await self.dead_letter(message, exc.reason, str(exc))
+                    outcome = "failed"
                 except Exception as exc:
                     log.error(
                         "%s failed on %s/%s: %s", name, message.topic, message.offset, failure(exc)
@@ -309,17 +329,49 @@ class StageContext:
         prefix = f"{self.settings.namespace}."
         return topic[len(prefix) :] if topic.startswith(prefix) else topic
 
+    @property
+    def max_message_size(self) -> int:
+        """The largest message the stage's producer sends, outputs and dead letters alike."""
+        return int(self.app.conf.producer_max_request_size)
+
     async def decode(self, message: Any, logical: str) -> dict[str, Any] | None:
         """The Avro-native record of `message`, or None once it went to the dead letters."""
+        value = message.value or b""
         try:
-            return self.catalogue.decode(logical, message.value or b"")
+            if len(value) > self.max_message_size:
+                # A compressed batch can carry a value far above the broker's limit; nothing
+                # that big can be answered, and decoding it could take the worker's memory.
+                raise DecodeError(
+                    "oversized",
+                    f"{len(value)} bytes, more than the {self.max_message_size} a stage can write",
+                )
+            record = self.catalogue.decode(logical, value)
+            check_event_id(record)
+            return record
         except DecodeError as exc:
             await self.dead_letter(message, exc.reason, exc.detail)
             return None
 
+    def _fit(self, what: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+        size = message_size(key, value, headers)
+        if size > self.max_message_size:
+            raise OutputTooLarge(
+                f"{what}: {size} bytes, more than the {self.max_message_size} a message may have"
+            )
+
+    def check_put(self, table: Any, key: str, value: Any) -> None:
+        """Raise OutputTooLarge when `put(table, key, value)` would: a stage that emits before
+        it writes its state calls this first, so that nothing is sent when the write fails."""
+        self._fit(
+            f"{table.name} record",
+            faust_json.dumps(key).encode(),
+            faust_json.dumps(value).encode(),
+        )
+
     async def put(self, table: Any, key: str, value: Any) -> None:
         """`table[key] = value`, with the changelog record sent now, in this input's
         transaction, rather than left to Faust's background buffer (see the module docstring)."""
+        self.check_put(table, key, value)
         if not self.app.in_transaction:  # at-least-once (unit tests): Faust's own path is right
             table[key] = value
             return
@@ -335,12 +387,15 @@ class StageContext:
         )
 
     async def emit(self, outputs: Iterable[Output], headers: Any = None) -> None:
-        """Encode everything first, then send: a failure leaves nothing half-sent."""
+        """Encode and measure everything first, then send: a failure leaves nothing
+        half-sent."""
         encoded = [
-            (self.topics[o.logical], o.key, self.catalogue.encode(o.logical, o.record))
+            (o.logical, self.topics[o.logical], o.key, self.catalogue.encode(o.logical, o.record))
             for o in outputs
         ]
-        for topic, key, value in encoded:
+        for logical, _, key, value in encoded:
+            self._fit(logical, key, value, headers)
+        for _, topic, key, value in encoded:
             # The Kafka timestamp stays the time of production: event time lives in
             # `occurredAt`, and a broker applies retention to Kafka timestamps, so an old
             # event time would have the record deleted at once.
@@ -352,14 +407,24 @@ class StageContext:
         """Send `message` to the stage's dead letters with `error`; the log gets `logged`
         instead when `error` may quote the record (see `failure`)."""
         self.metrics.dead_letter(reason)
-        headers = list(_headers(message.headers))
+        # The dead letter carries the original key and headers twice (in its record and on the
+        # message) and its value once; what does not fit one message is cut, and said so.
+        key, value, headers, cut = fit_original(
+            message.key,
+            message.value,
+            list(_headers(message.headers)),
+            self.max_message_size - _DEAD_LETTER_RESERVE,
+        )
+        if cut:
+            error = f"{cut}; {error}"
         log.warning(
             "dead letter %s/%s/%s: %s: %s",
             message.topic,
             message.partition,
             message.offset,
             reason,
-            error if logged is None else logged,
+            # An error may quote a value of the message: a huge one must not flood the log.
+            (error if logged is None else logged)[:_LOGGED_ERROR],
         )
         out = dead_letter(
             self.stage,
@@ -369,11 +434,17 @@ class StageContext:
             message.partition,
             message.offset,
             datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None,
-            message.key,
-            message.value,
+            key,
+            value,
             headers,
         )
         await self.emit([out], headers=[*headers, ("cci-dead-letter-reason", reason.encode())])
+
+
+# Room in a dead letter for everything but the original: stage, reason, the error (at most
+# 2,000 characters, up to 4 bytes each), source topic and the record's framing.
+_DEAD_LETTER_RESERVE = 16 * 1024
+_LOGGED_ERROR = 500
 
 
 def _headers(headers: Any) -> Iterable[tuple[str, bytes | None]]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.avsc$")
+# Raises DecodeError when a decimal of the value at the JSON pointer does not fit its type.
+_Check = Callable[[Any, str], None]
+# The textual form of a UUID (RFC 9562), the only form of `eventId` (spec §2).
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class DecodeError(Exception):
@@ -44,6 +49,8 @@ class SchemaVersion:
     path: Path
     schema: Any  # fastavro's parsed schema
     fingerprint: bytes
+    # Raises DecodeError for a decoded value whose decimals do not fit their type.
+    check_decimals: _Check | None = field(default=None, compare=False, repr=False)
 
     @property
     def header(self) -> bytes:
@@ -59,7 +66,14 @@ def load_version(path: Path, logical: str) -> SchemaVersion:
     if not match:
         raise ValueError(f"{path}: schema files are named v<N>.avsc")
     parsed = parse_schema(json.loads(path.read_text()), _write_hint=False)
-    return SchemaVersion(logical, int(match.group(1)), path, parsed, schema_fingerprint(parsed))
+    return SchemaVersion(
+        logical,
+        int(match.group(1)),
+        path,
+        parsed,
+        schema_fingerprint(parsed),
+        _check_of(parsed, _names(parsed, {})),
+    )
 
 
 class SchemaCatalogue:
@@ -140,6 +154,17 @@ class SchemaCatalogue:
         return writer.logical, _read_body(data, writer, self.latest(writer.logical))
 
 
+def check_event_id(record: Mapping[str, Any]) -> None:
+    """Refuse an `eventId` that is not a UUID (spec §2): stages remember recent ids per
+    declaration to ignore redeliveries, so an id of any length would let one sender grow that
+    state past what a changelog record can carry."""
+    event_id = record.get("eventId")
+    if not isinstance(event_id, str) or not _UUID.fullmatch(event_id):
+        shown = repr(event_id[:40]) if isinstance(event_id, str) else type(event_id).__name__
+        length = f" ({len(event_id)} characters)" if isinstance(event_id, str) else ""
+        raise DecodeError("invalid-event-id", f"eventId {shown}{length} is not a UUID")
+
+
 def _read_body(data: bytes, writer: SchemaVersion, reader: SchemaVersion) -> dict[str, Any]:
     stream = io.BytesIO(data)
     stream.seek(HEADER_SIZE)
@@ -159,7 +184,99 @@ def _read_body(data: bytes, writer: SchemaVersion, reader: SchemaVersion) -> dic
         )
     if not isinstance(record, dict):
         raise DecodeError("malformed-body", "the body is not an Avro record")
+    if reader.check_decimals is not None:
+        reader.check_decimals(record, "")
     return record
+
+
+def _names(schema: Any, found: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(schema, list):
+        for branch in schema:
+            _names(branch, found)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
+            found.setdefault(schema["name"], schema)
+        for field in schema.get("fields", []) if schema.get("type") == "record" else []:
+            _names(field["type"], found)
+        for key in ("items", "values"):
+            if key in schema:
+                _names(schema[key], found)
+    return found
+
+
+def _check_of(
+    schema: Any, names: dict[str, Any], seen: frozenset[str] = frozenset()
+) -> _Check | None:
+    """The precision check of every decimal of `schema`, None when it has no decimal.
+
+    fastavro reads a decimal of any length and rounds it to the schema's precision without a
+    word: 10^40 in a decimal(18,2) comes back as 1.00000000000000000E+38, an amount no field
+    of the contract can hold and no quantize at cents can handle. Such bytes are not the event
+    the schema describes, so they do not decode (spec §3: to the dead letters)."""
+    if isinstance(schema, str):
+        if schema not in names or schema in seen:
+            # A primitive, or a recursive reference, not followed: no contract is recursive.
+            return None
+        return _check_of(names[schema], names, seen | {schema})
+    if isinstance(schema, list):
+        branches = [c for c in (_check_of(b, names, seen) for b in schema) if c is not None]
+        if not branches:
+            return None
+
+        def union(value: Any, pointer: str) -> None:
+            if value is not None:
+                for branch in branches:  # a branch ignores values of another kind
+                    branch(value, pointer)
+
+        return union
+    kind = schema.get("type")
+    if schema.get("logicalType") == "decimal" and kind in ("bytes", "fixed"):
+        precision, scale = int(schema["precision"]), int(schema.get("scale", 0))
+
+        def decimal(value: Any, pointer: str) -> None:
+            # Digits once written at the schema's scale: the rounded form fastavro gives an
+            # overlong value always has more.
+            if isinstance(value, Decimal) and value and value.adjusted() + 1 + scale > precision:
+                raise DecodeError(
+                    "malformed-body",
+                    f"{pointer or '/'}: more digits than decimal({precision},{scale}) holds",
+                )
+
+        return decimal
+    if kind == "record":
+        name = schema.get("name")
+        inner = seen | {name} if isinstance(name, str) else seen
+        fields = [
+            (f["name"], c)
+            for f in schema["fields"]
+            if (c := _check_of(f["type"], names, inner)) is not None
+        ]
+        if not fields:
+            return None
+
+        def record(value: Any, pointer: str) -> None:
+            if isinstance(value, dict):
+                for field, check in fields:
+                    check(value.get(field), f"{pointer}/{field}")
+
+        return record
+    if kind in ("array", "map"):
+        element = _check_of(schema["items" if kind == "array" else "values"], names, seen)
+        if element is None:
+            return None
+
+        def elements(value: Any, pointer: str) -> None:
+            pairs = (
+                enumerate(value)
+                if isinstance(value, list)
+                else (value.items() if isinstance(value, dict) else ())
+            )
+            for index, item in pairs:
+                token = str(index).replace("~", "~0").replace("/", "~1")
+                element(item, f"{pointer}/{token}")
+
+        return elements
+    return None
 
 
 @lru_cache(maxsize=4)

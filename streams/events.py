@@ -7,6 +7,7 @@ downstream consumer can deduplicate on `eventId`.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -90,3 +91,46 @@ def dead_letter(
         "headers": [{"key": k, "value": v} for k, v in headers],
     }
     return Output("dead-letter", key, record)
+
+
+Headers = list[tuple[str, bytes | None]]
+
+# What a dead letter keeps of an original too big to keep whole: the key and each header cut
+# to these sizes, at most this many headers, and as much of the value as the rest leaves room for.
+_KEPT_KEY = 1024
+_KEPT_HEADER = 1024
+_KEPT_HEADERS = 64
+_HEADER_FRAMING = 16  # length prefixes and union index of one header, generously
+
+
+def _original_size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    # Key and headers count twice: the dead letter keeps them in its record and on its message.
+    framed = sum(len(n.encode()) + len(v or b"") + _HEADER_FRAMING for n, v in headers)
+    return 2 * (len(key or b"") + framed) + len(value or b"")
+
+
+def fit_original(
+    key: bytes | None, value: bytes | None, headers: Headers, budget: int
+) -> tuple[bytes | None, bytes | None, Headers, str | None]:
+    """The original key, value and headers as a dead letter can carry them in `budget` bytes,
+    and a note when they had to be cut (None when they are whole).
+
+    Spec §11 wants the original kept whole, and it is whenever it fits; a message at the
+    broker's size limit, or bigger once decompressed, cannot fit in a dead letter that adds to
+    it. Its beginning is kept with its size and SHA-256, and the source offset still holds the
+    whole until the topic's retention removes it."""
+    if _original_size(key, value, headers) <= budget:
+        return key, value, headers, None
+    kept_key = None if key is None else key[:_KEPT_KEY]
+    kept_headers = [
+        (n[:_KEPT_HEADER], None if v is None else v[:_KEPT_HEADER])
+        for n, v in headers[:_KEPT_HEADERS]
+    ]
+    room = max(0, budget - _original_size(kept_key, b"", kept_headers))
+    kept_value = None if value is None else value[:room]
+    digest = hashlib.sha256(value or b"").hexdigest()
+    note = (
+        f"original too big to keep whole, cut: key {len(key or b'')} bytes, value "
+        f"{len(value or b'')} bytes (SHA-256 {digest}), {len(headers)} headers"
+    )
+    return kept_key, kept_value, kept_headers, note

@@ -16,6 +16,11 @@ from streams.mrn import allocate
 from streams.reference import ReferenceData
 from streams.validation import validate
 
+# The most errors one rejection carries, the first in the spec's order (code, then pointer):
+# as many as the goods items a declaration may have (R060). Every error of a worst-case
+# declaration would not fit in one Kafka message; a trader gets these rather than no answer.
+MAX_REPORTED_ERRORS = 999
+
 # How many event ids of one declaration key are remembered for redelivery detection. A trader
 # re-lodging the same LRN more often than this could see a very old redelivery processed again.
 EVENT_ID_MEMORY = 256
@@ -44,7 +49,9 @@ def lodge(
     new_state = {"mrn": mrn, "eventIds": [*seen, event_id][-EVENT_ID_MEMORY:]}
     occurred_at = record["occurredAt"]
     lrn, eori = record["lrn"], record["declarant"]["eori"]
-    errors = validate(record, reference, country, already_accepted=mrn is not None)
+    errors = validate(
+        record, reference, country, already_accepted=mrn is not None, limit=MAX_REPORTED_ERRORS
+    )
     if errors:
         error_dicts = [e.as_dict() for e in errors]
         rejected = output(

@@ -71,6 +71,8 @@ def build(ctx: StageContext) -> Any:
         # The partition is kept in the state so that the timer index can be rebuilt from the
         # table after a rebalance.
         state = {**result.state, "partition": partition}
+        # A state too big for its changelog must stop the step before its outputs leave.
+        ctx.check_put(states, mrn, state)
         await ctx.emit(result.outputs)
         await ctx.put(states, mrn, state)
         for deadline in deadlines(state):

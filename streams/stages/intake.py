@@ -55,6 +55,8 @@ def build(ctx: StageContext) -> Any:
         if result.state is None:
             log.info("redelivered event %s ignored", record["eventId"])
             return
+        # A state too big for its changelog must stop the lodging before its outputs leave.
+        ctx.check_put(declarations, key, result.state)
         await ctx.emit(result.outputs)
         count(result.outputs)
         await ctx.put(declarations, key, result.state)
