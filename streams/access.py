@@ -10,23 +10,25 @@ Principals, one per stage and namespace, plus one for the tools:
   - read (READ, DESCRIBE) the topics the stage reads, and nothing else;
   - write (WRITE, DESCRIBE) the topics the stage writes and its own dead-letter topic;
   - use its consumer group (READ);
-  - create, read and write the topics named `<group>-...`: Faust's table changelogs
-    (`<group>-<table>-changelog`) and its leader topic (`<group>-__assignor-__leader`), which
-    it creates itself;
+  - create, read and write Faust's own topics, by name: the changelogs of the stage's tables
+    (`changelog_topic`, declared in `STAGES`) and its leader topic
+    (`<group>-__assignor-__leader`);
   - use the transactional ids `<group>-...` of its exactly-once producers
-    (`<group>-<topic group>-<partition>`).
+    (`<group>-<topic group>-<partition>`), a prefix since they follow the partitions.
   No IDEMPOTENT_WRITE on the cluster: since Kafka 3.0 a WRITE on any topic allows an
   idempotent producer.
 - `User:<namespace>-tools`, the gateway and the command-line tools (`cci publish`, `cci
   clock`, `cci simulate-cop`, `cci tail`, `cci capture`): writes the inbound events, those no
   stage writes (lodged declarations, invalidation requests, the COP's presentations and risk
-  results, control results, clock ticks); reads every topic of the namespace, dead letters
-  included; uses the COP simulator's group and the throw-away groups of `kafka_io.reader`.
+  results, control results, clock ticks); reads every event topic of the namespace and the
+  dead letters, not the stages' table changelogs; uses the COP simulator's group and the
+  throw-away groups of `kafka_io.reader`.
 - `User:admin` (the broker's super user) creates topics and users and sets these ACLs; a
   replay into a secured namespace, which writes the stages' topics, runs as admin too.
 
-A prefix grant such as `<namespace>-<stage>-` also covers a namespace whose name starts with
-it (namespace `cci-intake-x` for the intake of namespace `cci`): do not name namespaces so.
+The transactional-id prefix `<namespace>-<stage>-` also covers the ids of a namespace whose
+name starts with it (namespace `cci-intake-x` for the intake of namespace `cci`), which could
+then fence that namespace's producers: do not name namespaces so.
 """
 
 from __future__ import annotations
@@ -40,7 +42,14 @@ from typing import Any, Literal
 
 from streams.cop_simulator import GROUP as SIMULATOR_GROUP
 from streams.kafka_io import TOOL_GROUP_PREFIX
-from streams.topics import EVENTS, STAGES, all_topics, dead_letter_topic, group_id, topic_name
+from streams.topics import (
+    EVENTS,
+    STAGES,
+    dead_letter_topic,
+    group_id,
+    stage_changelogs,
+    topic_name,
+)
 
 ResourceType = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID"]
 PatternType = Literal["LITERAL", "PREFIXED"]
@@ -104,6 +113,19 @@ def inbound_events() -> tuple[str, ...]:
     return tuple(logical for logical in EVENTS if logical not in written)
 
 
+def leader_topic(namespace: str, stage: str) -> str:
+    """The topic Faust's leader assignor creates for the stage's app."""
+    return f"{group_id(namespace, stage)}-__assignor-__leader"
+
+
+def event_topics(namespace: str) -> list[str]:
+    """The topics of the events and the dead letters: what flows, without the stages' state."""
+    return [
+        *(topic_name(namespace, logical) for logical in EVENTS),
+        *(dead_letter_topic(namespace, stage) for stage in STAGES),
+    ]
+
+
 def _grant(
     principal: str,
     resource_type: ResourceType,
@@ -128,9 +150,10 @@ def stage_acls(namespace: str, stage: str) -> tuple[Acl, ...]:
     ):
         acls.update(_grant(user, "TOPIC", topic, ("WRITE", "DESCRIBE")))
     acls.update(_grant(user, "GROUP", group, ("READ",)))
-    acls.update(
-        _grant(user, "TOPIC", f"{group}-", ("CREATE", "READ", "WRITE", "DESCRIBE"), "PREFIXED")
-    )
+    # Faust declares its topics at start-up: CREATE, though the admin creates the changelogs
+    # with the namespace's topics (`all_topics`).
+    for topic in (*stage_changelogs(namespace, stage), leader_topic(namespace, stage)):
+        acls.update(_grant(user, "TOPIC", topic, ("CREATE", "READ", "WRITE", "DESCRIBE")))
     acls.update(_grant(user, "TRANSACTIONAL_ID", f"{group}-", ("WRITE", "DESCRIBE"), "PREFIXED"))
     return tuple(sorted(acls))
 
@@ -140,7 +163,7 @@ def tools_acls(namespace: str) -> tuple[Acl, ...]:
     acls: set[Acl] = set()
     for logical in inbound_events():
         acls.update(_grant(user, "TOPIC", topic_name(namespace, logical), ("WRITE",)))
-    for topic in all_topics(namespace):
+    for topic in event_topics(namespace):
         acls.update(_grant(user, "TOPIC", topic, ("READ", "DESCRIBE")))
     acls.update(_grant(user, "GROUP", group_id(namespace, SIMULATOR_GROUP), ("READ",)))
     acls.update(_grant(user, "GROUP", TOOL_GROUP_PREFIX, ("READ",), "PREFIXED"))

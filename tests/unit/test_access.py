@@ -16,6 +16,7 @@ from streams.access import (
     acl_bindings,
     all_acls,
     inbound_events,
+    leader_topic,
     principals,
     rules,
     stage_acls,
@@ -26,7 +27,16 @@ from streams.access import (
 )
 from streams.app import make_app
 from streams.config import Settings
-from streams.topics import EVENTS, STAGES, all_topics, dead_letter_topic, group_id, topic_name
+from streams.topics import (
+    EVENTS,
+    STAGES,
+    all_topics,
+    changelog_topic,
+    dead_letter_topic,
+    group_id,
+    stage_changelogs,
+    topic_name,
+)
 
 NS = "ns1"
 
@@ -39,11 +49,16 @@ def literal_topics(acls: tuple[Acl, ...], operation: str) -> set[str]:
     }
 
 
+def internal(stage: str) -> set[str]:
+    """Faust's own topics of the stage: its tables' changelogs and its leader topic."""
+    return {*stage_changelogs(NS, stage), leader_topic(NS, stage)}
+
+
 @pytest.mark.parametrize("stage", sorted(STAGES))
 def test_a_stage_reads_exactly_the_topics_it_reads(stage: str) -> None:
     acls = stage_acls(NS, stage)
     expected = {topic_name(NS, logical) for logical in STAGES[stage].reads}
-    assert literal_topics(acls, "READ") == expected
+    assert literal_topics(acls, "READ") == expected | internal(stage)
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -51,11 +66,20 @@ def test_a_stage_writes_exactly_its_outputs_and_its_dead_letters(stage: str) -> 
     acls = stage_acls(NS, stage)
     expected = {topic_name(NS, logical) for logical in STAGES[stage].writes}
     expected.add(dead_letter_topic(NS, stage))
-    assert literal_topics(acls, "WRITE") == expected
+    assert literal_topics(acls, "WRITE") == expected | internal(stage)
     # DESCRIBE goes with every topic it uses, and with no other.
     reads = {topic_name(NS, logical) for logical in STAGES[stage].reads}
-    assert literal_topics(acls, "DESCRIBE") == expected | reads
-    assert literal_topics(acls, "CREATE") == set()
+    assert literal_topics(acls, "DESCRIBE") == expected | reads | internal(stage)
+    assert literal_topics(acls, "CREATE") == internal(stage)
+
+
+def test_the_internal_topics_are_the_tables_changelogs_and_the_leader_topic() -> None:
+    assert internal("intake") == {
+        "ns1-intake-declarations-changelog",
+        "ns1-intake-sequences-changelog",
+        "ns1-intake-__assignor-__leader",
+    }
+    assert internal("risk") == {"ns1-risk-__assignor-__leader"}
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -71,7 +95,6 @@ def test_a_stage_has_its_group_and_its_own_prefixes_and_nothing_else(stage: str)
     }
     assert others == {
         ("GROUP", "LITERAL", group, "READ"),
-        *(("TOPIC", "PREFIXED", f"{group}-", op) for op in ("CREATE", "READ", "WRITE", "DESCRIBE")),
         ("TRANSACTIONAL_ID", "PREFIXED", f"{group}-", "WRITE"),
         ("TRANSACTIONAL_ID", "PREFIXED", f"{group}-", "DESCRIBE"),
     }
@@ -81,12 +104,15 @@ def test_no_stage_can_write_what_it_does_not_produce() -> None:
     for stage, spec in STAGES.items():
         writable = literal_topics(stage_acls(NS, stage), "WRITE")
         foreign = {topic_name(NS, logical) for logical in EVENTS if logical not in spec.writes}
-        foreign |= {dead_letter_topic(NS, other) for other in STAGES if other != stage}
+        for other in STAGES:
+            if other != stage:
+                foreign |= {dead_letter_topic(NS, other), *internal(other)}
         assert not writable & foreign, stage
-        # Its prefixes cover none of the namespace's topics, nor another stage's names.
+        assert writable <= set(all_topics(NS)) | {leader_topic(NS, stage)}
+        # Its only prefix, its transactional ids, covers no other stage's.
         for acl in stage_acls(NS, stage):
             if acl.pattern_type == "PREFIXED":
-                assert not any(t.startswith(acl.resource_name) for t in all_topics(NS))
+                assert acl.resource_type == "TRANSACTIONAL_ID"
                 assert not any(
                     group_id(NS, other).startswith(acl.resource_name)
                     for other in STAGES
@@ -115,14 +141,17 @@ def test_the_tools_write_the_inbound_events_and_read_everything() -> None:
     acls = tools_acls(NS)
     assert {a.principal for a in acls} == {f"User:{tools_user(NS)}"}
     assert literal_topics(acls, "WRITE") == {topic_name(NS, lg) for lg in inbound_events()}
-    assert literal_topics(acls, "READ") == set(all_topics(NS))
-    assert literal_topics(acls, "DESCRIBE") == set(all_topics(NS))
+    events = {topic_name(NS, logical) for logical in EVENTS}
+    dead_letters = {dead_letter_topic(NS, stage) for stage in STAGES}
+    assert literal_topics(acls, "READ") == events | dead_letters
+    assert literal_topics(acls, "DESCRIBE") == events | dead_letters
+    # Not the stages' state: their tables' changelogs.
+    assert not literal_topics(acls, "READ") & {t for s in STAGES for t in internal(s)}
     groups = {
         (a.pattern_type, a.resource_name, a.operation) for a in acls if a.resource_type == "GROUP"
     }
     assert groups == {("LITERAL", f"{NS}-cop-simulator", "READ"), ("PREFIXED", "cci-tool-", "READ")}
     assert not [a for a in acls if a.resource_type == "TRANSACTIONAL_ID" or a.operation == "CREATE"]
-    # The tools' topic grants are all literal: nothing of Faust's internal topics.
     assert {a.pattern_type for a in acls if a.resource_type == "TOPIC"} == {"LITERAL"}
 
 
@@ -152,10 +181,10 @@ def test_rules_put_the_operations_of_one_resource_together() -> None:
     grouped = rules(stage_acls(NS, "risk"))
     assert [(r.resource_type, r.resource_name, r.operations) for r in grouped] == [
         ("GROUP", "ns1-risk", ("READ",)),
+        ("TOPIC", "ns1-risk-__assignor-__leader", ("CREATE", "READ", "WRITE", "DESCRIBE")),
         ("TOPIC", "ns1.dead-letters.risk", ("WRITE", "DESCRIBE")),
         ("TOPIC", "ns1.declarations.accepted", ("READ", "DESCRIBE")),
         ("TOPIC", "ns1.risk.assessed", ("WRITE", "DESCRIBE")),
-        ("TOPIC", "ns1-risk-", ("CREATE", "READ", "WRITE", "DESCRIBE")),
         ("TRANSACTIONAL_ID", "ns1-risk-", ("WRITE", "DESCRIBE")),
     ]
 
@@ -171,18 +200,18 @@ def test_acls_become_confluent_kafka_bindings() -> None:
     assert (binding.operation.name, binding.permission_type.name) == ("WRITE", "ALLOW")
 
 
-def test_faust_names_its_internal_topics_and_transactions_under_the_group_prefix() -> None:
-    """The prefixes granted are right only as long as Faust names things this way."""
+def test_faust_names_its_topics_and_transactions_as_the_acls_say() -> None:
+    """The grants are right only as long as Faust names things this way."""
     group = group_id(NS, "intake")
     app = make_app("intake", Settings(namespace=NS, store="memory://"))
     assert app.conf.id == group
     changelog = app.Table("declarations", partitions=2).changelog_topic.get_topic_name()
-    leader = cast(Any, app._leader_assignor)._leader_topic_name
+    assert changelog == changelog_topic(NS, "intake", "declarations")
+    assert cast(Any, app._leader_assignor)._leader_topic_name == leader_topic(NS, "intake")
     tid = TransactionManager.transactional_id_format.format(
         group_id=app.conf.id, tpg=SimpleNamespace(group=0, partition=3)
     )
-    for name in (changelog, leader, tid):
-        assert name.startswith(f"{group}-"), name
+    assert tid.startswith(f"{group}-")
 
 
 def test_user_passwords_are_made_once_and_readable_by_their_owner_only(tmp_path: Path) -> None:
