@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: setup run test lint unit integration recette broker broker-stop broker-status broker-secure broker-secure-stop prometheus-tools prometheus-stop dashboards clean
+.PHONY: setup run test lint unit integration recette broker broker-stop broker-status broker-secure broker-secure-stop faults prometheus-tools prometheus-stop dashboards clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,12 @@ integration: setup broker prometheus-tools
 # runs it too, as tests/integration/test_recette_campaign.py.
 recette: setup broker
 	$(BIN)/cci recette run tests/recette --parallel 2 --report-dir .local/recette-report
+
+# Spec §11 under faults (tests/faults), on the suite's own broker (127.0.0.1:9292, .local/faults):
+# kills and pauses of workers and of the broker under load, with counts per case. `make test`
+# runs it too.
+faults: setup
+	$(BIN)/pytest -q -s tests/faults
 
 # The Grafana dashboards (deploy/grafana/dashboards) from streams/dashboards.py; commit the JSON.
 dashboards: setup
