@@ -65,7 +65,7 @@ integration: setup broker prometheus-tools
 recette: setup broker
 	$(BIN)/cci recette run tests/recette --parallel 2 --report-dir .local/recette-report
 
-# Spec §11 under faults (tests/faults), on the suite's own broker (127.0.0.1:9292, .local/faults):
+# Spec §11 under faults (tests/faults), on the suite's own broker (free ports, .local/faults):
 # kills and pauses of workers and of the broker under load, with counts per case. `make test`
 # runs it too.
 faults: setup

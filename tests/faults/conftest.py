@@ -1,4 +1,4 @@
-"""The fault suite's broker: a second local Kafka under .local/faults, on its own ports, which
+"""The fault suite's broker: a second local Kafka under .local/faults, on free ports, which
 the suite kills and restarts. The jars come from the same Maven cache as the main broker's."""
 
 from __future__ import annotations
@@ -10,13 +10,18 @@ import pytest
 from streams.codec import SchemaCatalogue, catalogue
 from streams.config import ROOT, Settings
 from tests.faults.harness import FaultBroker
+from tests.integration.conftest import free_port
+
+LOCAL = ROOT / ".local" / "faults"
 
 pytestmark = pytest.mark.faults
 
 
 @pytest.fixture(scope="session")
 def fault_broker() -> Iterator[FaultBroker]:
-    broker = FaultBroker(port=9292, controller_port=9293, local_dir=ROOT / ".local" / "faults")
+    # Free ports, so that the suite never reuses a broker it did not start (whose kill would
+    # then kill nothing).
+    broker = FaultBroker(port=free_port(), controller_port=free_port(), local_dir=LOCAL)
     broker.run("reset")  # a fresh log: the suite's broker keeps nothing between runs
     broker.run("start")
     yield broker
