@@ -32,7 +32,6 @@ gives this run's numbers.
 
 from __future__ import annotations
 
-import math
 import queue
 import random
 import signal
@@ -68,7 +67,8 @@ from streams.decision import INVALIDATED, NOT_RELEASED, RELEASED
 from streams.generator import generate
 from streams.jsonform import from_json
 from streams.kafka_io import Received, end_offsets, producer, publish_records, reader
-from streams.reference import load_reference
+from streams.reference import ReferenceData, load_reference
+from streams.run_report import percentile
 from streams.stages import BUILDERS
 from streams.topics import (
     STAGES,
@@ -170,17 +170,6 @@ def unexplained(declarations: Iterable[Declaration]) -> list[str]:
     """The MRNs neither decided nor waiting for their goods: once the COP has answered or timed
     out, nothing else should hold a declaration back."""
     return sorted(d.mrn for d in declarations if d.outcome is None and not awaits_goods(d))
-
-
-def percentile(values: Sequence[float], percent: float) -> float:
-    """The nearest-rank percentile: the smallest value with at least `percent`% of the values at
-    or below it. Always one of the values, which suits a latency (no interpolated ms)."""
-    if not values:
-        raise ValueError("no values")
-    if not 0 < percent <= 100:
-        raise ValueError(f"percent must be in (0, 100], not {percent}")
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(percent / 100 * len(ordered))) - 1]
 
 
 def decision_latencies(
@@ -537,6 +526,39 @@ def garbage_messages(rng: random.Random, schemas: SchemaCatalogue, count: int) -
     return messages
 
 
+@dataclass(frozen=True)
+class GeneratedLoad:
+    """What a run lodges: generated declarations (Avro-native) and keyed garbage."""
+
+    records: list[dict[str, Any]]
+    bad: list[tuple[bytes, bytes]]
+
+    def keys(self) -> set[str]:
+        """The key of every lodged message: what its intake outcome is matched by."""
+        keys = {(event_key(LODGED_EVENT, r) or b"").decode() for r in self.records}
+        return keys | {key.decode() for key, _ in self.bad}
+
+
+def generated_load(
+    settings: Settings,
+    schemas: SchemaCatalogue,
+    reference: ReferenceData,
+    count: int,
+    invalid_share: float,
+    garbage: int,
+    seed: int,
+) -> GeneratedLoad:
+    """`count` declarations lodged now, `invalid_share` of them spoilt, and `garbage` bad
+    messages; the same seed gives the same load."""
+    schema = schemas.latest(LODGED_EVENT).schema
+    now = datetime.now(UTC).replace(microsecond=0)
+    generated = generate(count, invalid_share, seed, reference, settings.country, start=now)
+    records = [from_json(schema, d) for d in generated]
+    values = garbage_messages(random.Random(seed), schemas, garbage)
+    bad = [(f"garbage-{seed}-{i}".encode(), value) for i, value in enumerate(values)]
+    return GeneratedLoad(records, bad)
+
+
 def start_workers(settings: Settings, log_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"workers-{settings.namespace}.log"
@@ -607,17 +629,9 @@ def run_demo(
         highlight=False,
     )
     start = end_offsets(settings, list(watched_topics(settings.namespace)))
-    schema = schemas.latest(LODGED_EVENT).schema
-    now = datetime.now(UTC).replace(microsecond=0)
-    records = [
-        from_json(schema, d)
-        for d in generate(count, invalid_share, seed, reference, settings.country, start=now)
-    ]
-    garbage_values = garbage_messages(random.Random(seed), schemas, garbage)
-    bad = [(f"garbage-{seed}-{i}".encode(), value) for i, value in enumerate(garbage_values)]
-    lodged_keys = {event_key(LODGED_EVENT, r) or b"" for r in records}
-    lodged_keys |= {key for key, _ in bad}
-    flow = Flow(schemas, parse_mix(mix_text), {k.decode() for k in lodged_keys})
+    load = generated_load(settings, schemas, reference, count, invalid_share, garbage, seed)
+    records, bad = load.records, load.bad
+    flow = Flow(schemas, parse_mix(mix_text), load.keys())
     run = Run(expected=count + garbage)
     workers, log_path = start_workers(settings, ROOT / ".local" / "logs")
     simulator = CopSimulator(settings, flow.mix)

@@ -169,7 +169,9 @@ def latencies(lodged: Mapping[K, int], decided: Mapping[K, int]) -> list[tuple[i
 
 
 def percentile(values: Sequence[float], percent: float) -> float:
-    """The nearest-rank percentile, as `cci demo` computes it: always one of the values."""
+    """The nearest-rank percentile: the smallest value with at least `percent`% of the values at
+    or below it. Always one of the values, which suits a latency (no interpolated ms); `cci demo`
+    uses it too."""
     if not values:
         raise ValueError("no values")
     if not 0 < percent <= 100:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import threading
@@ -23,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,18 +41,16 @@ from streams.demo import (
     Flow,
     Watch,
     awaits_goods,
-    garbage_messages,
+    generated_load,
     outcome_counts,
     unexplained,
     wait_for_groups,
     watched_topics,
 )
-from streams.generator import generate
-from streams.jsonform import from_json
 from streams.kafka_io import end_offsets, produce, producer, publish_records
 from streams.reference import load_reference
 from streams.stages import BUILDERS
-from streams.topics import event_key, group_id, topic_name
+from streams.topics import group_id, topic_name
 from tests.integration.conftest import WorkerProcess
 
 KAFKA_SCRIPT = ROOT / "deploy" / "local" / "kafka.sh"
@@ -282,14 +279,11 @@ class Lodging:
         self.schemas = schemas
         self.load = load
         reference = load_reference(settings.reference_dir)
-        schema = schemas.latest(LODGED).schema
-        start = datetime.now(UTC).replace(microsecond=0)
-        generated = generate(load.count, 0.1, load.seed, reference, settings.country, start=start)
-        self.records = [from_json(schema, d) for d in generated]
-        garbage = garbage_messages(random.Random(load.seed), schemas, load.garbage)
-        self.bad = [(f"garbage-{load.seed}-{i}".encode(), value) for i, value in enumerate(garbage)]
-        self.keys = {(event_key(LODGED, r) or b"").decode() for r in self.records}
-        self.keys |= {key.decode() for key, _ in self.bad}
+        generated = generated_load(
+            settings, schemas, reference, load.count, 0.1, load.garbage, load.seed
+        )
+        self.records, self.bad = generated.records, generated.bad
+        self.keys = generated.keys()
         self.last_occurred_at: datetime = max(r["occurredAt"] for r in self.records)
         self._thread = threading.Thread(target=self._lodge, name="lodging", daemon=True)
 

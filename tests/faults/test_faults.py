@@ -26,10 +26,15 @@ REPORTS = ROOT / ".local" / "logs" / "faults.jsonl"
 PAUSE = 16.0
 
 
-def check(report: Report, capsys: pytest.CaptureFixture[str]) -> None:
+def record(report: Report, capsys: pytest.CaptureFixture[str]) -> None:
+    """The counts of a case, printed past pytest's capture and kept in `REPORTS`."""
     append_report(report, REPORTS)
     with capsys.disabled():
         print(f"\n{report.case}: " + ", ".join(f"{k}={v}" for k, v in vars(report).items()))
+
+
+def check(report: Report, capsys: pytest.CaptureFixture[str]) -> None:
+    record(report, capsys)
     assert report.lodged > 0 and report.accepted > 0
     assert not report.problems(), report.problems()
 
@@ -75,9 +80,7 @@ REBALANCE_STALL = (
 
 
 def check_safety_then_liveness(report: Report, capsys: pytest.CaptureFixture[str]) -> None:
-    append_report(report, REPORTS)
-    with capsys.disabled():
-        print(f"\n{report.case}: " + ", ".join(f"{k}={v}" for k, v in vars(report).items()))
+    record(report, capsys)
     assert report.second_intake_outcomes == 0
     assert report.second_terminal_outcomes == 0
     assert not report.later_dead_letters

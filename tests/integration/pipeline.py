@@ -199,9 +199,9 @@ def pre_lodged(document: dict[str, Any]) -> None:
 
 @contextmanager
 def running_pipeline(
-    bootstrap: str, schemas: SchemaCatalogue, directory: Path
+    bootstrap: str, schemas: SchemaCatalogue, directory: Path, kind: type[Pipeline] = Pipeline
 ) -> Iterator[Pipeline]:
-    """Every stage running in a fresh namespace, torn down after."""
+    """Every stage running in a fresh namespace, torn down after; `kind` may read differently."""
     directory.mkdir(parents=True, exist_ok=True)
     settings = Settings(
         bootstrap=bootstrap,
@@ -210,7 +210,7 @@ def running_pipeline(
         state_dir=directory / "state",
     )
     ensure_topics(settings)
-    running = Pipeline(settings, schemas, directory)
+    running = kind(settings, schemas, directory)
     try:
         yield running.start()
     finally:

@@ -16,8 +16,6 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -27,12 +25,11 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from streams.admin import delete_namespace, ensure_topics
 from streams.codec import MAGIC, SchemaCatalogue
 from streams.config import Settings
 from streams.kafka_io import producer, read
 from streams.topics import STAGES, dead_letter_topic, event_key, topic_name
-from tests.integration.pipeline import BASE, Pipeline, unselected_lrn
+from tests.integration.pipeline import BASE, Pipeline, running_pipeline, unselected_lrn
 from tests.unit.test_hostile_input import BASE as DECLARATION
 from tests.unit.test_hostile_input import LAST_INSTANT, LODGED, Ending, inbound, intake, wire
 
@@ -66,26 +63,6 @@ class OutputPipeline(Pipeline):
         inputs = {topic_name(settings.namespace, lg) for s in STAGES.values() for lg in s.reads}
         written = {topic_name(settings.namespace, lg) for s in STAGES.values() for lg in s.writes}
         self._topics = {t: lg for t, lg in self._topics.items() if t not in inputs or t in written}
-
-
-@contextmanager
-def output_pipeline(
-    bootstrap: str, schemas: SchemaCatalogue, directory: Path
-) -> Iterator[OutputPipeline]:
-    settings = Settings(
-        bootstrap=bootstrap,
-        namespace=f"it-{uuid.uuid4().hex[:10]}",
-        partitions=3,
-        state_dir=directory / "state",
-    )
-    ensure_topics(settings)
-    running = OutputPipeline(settings, schemas, directory)
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
-        delete_namespace(settings)
 
 
 @dataclass(frozen=True)
@@ -327,7 +304,7 @@ def test_hostile_messages_end_as_one_rejection_or_dead_letter_and_the_stages_kee
     bootstrap: str, schemas: SchemaCatalogue, tmp_path: Path
 ) -> None:
     began = time.monotonic()
-    with output_pipeline(bootstrap, schemas, tmp_path) as pipeline:
+    with running_pipeline(bootstrap, schemas, tmp_path, OutputPipeline) as pipeline:
         pids = {stage: w.process.pid for stage, w in pipeline.workers.items() if w.process}
         memory = [{stage: rss_mb(pid) for stage, pid in pids.items()}]
         sent: list[Sent] = []

@@ -23,12 +23,12 @@ from streams.demo import (
     decision_latencies,
     invalidates,
     outcome_counts,
-    percentile,
     unexplained,
     watched_topics,
 )
 from streams.jsonform import from_json
 from streams.kafka_io import Received
+from streams.run_report import percentile
 from streams.topics import dead_letter_topic, topic_name
 
 SCHEMAS = catalogue(ROOT / "schemas")
