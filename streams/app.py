@@ -25,6 +25,7 @@ processed, in offset order. docs/decisions.md (Exactly-once) tells the whole sto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -33,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -174,9 +176,24 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
                 )
                 self._forget_acks(offsets)
             if not start_new_transaction:
-                # The transactions have ended for good: no input may be processed after this.
-                self.app.__dict__["_cci_transactions_ended"] = True
+                # Faust ends the transactions when it stops and when it waits for its streams
+                # at a rebalance; the ones it begins next are new: no input until the seek.
+                self.inputs_open().clear()
             return done
+
+    def inputs_open(self) -> asyncio.Event:
+        """Set while inputs may be processed: once Faust has begun the transactions and
+        seeked the partitions to their committed offsets, until it ends the transactions."""
+        gate: asyncio.Event | None = self.__dict__.get("_cci_inputs_open")
+        if gate is None:
+            gate = self.__dict__["_cci_inputs_open"] = asyncio.Event()
+        return gate
+
+    async def perform_seek(self) -> None:
+        # Faust seeks after beginning the transactions of a new assignment, at start and after
+        # every rebalance: from here on the committed offsets tell what was processed.
+        await super().perform_seek()
+        self.inputs_open().set()
 
     def _forget_acks(self, offsets: dict[TP, int]) -> None:
         # Faust still records acknowledgements; drop what the commit covers, or they pile up.
@@ -221,6 +238,29 @@ def _keep_input_buffers(app: faust.App) -> None:
             queue.clear()
 
     flow.clear = clear_changelog_buffer  # type: ignore[method-assign]
+
+
+async def admit(lock: asyncio.Lock, gate: asyncio.Event, owned: Callable[[], bool]) -> bool:
+    """Take the processing lock for an input once inputs may be processed (`gate`, see
+    `LockedCommitConsumer.inputs_open`); False, without the lock, when the input's partition
+    is no longer `owned`.
+
+    Faust's stream buffers keep delivering during a rebalance: between Faust ending the
+    transactions and its seek to the committed offsets an input must wait, neither processed in
+    a transaction that has ended nor dropped (the stage then stalled for good)."""
+    while True:
+        if not gate.is_set():
+            if not owned():
+                return False
+            # Looks again now and then: at a rebalance Faust waits for the inputs it handed out
+            # to be acknowledged, so one of a revoked partition must not wait on.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gate.wait(), _GATE_POLL)
+            continue
+        await lock.acquire()
+        if gate.is_set():  # the commit takes the lock too: it may have ended them meanwhile
+            return True
+        lock.release()
 
 
 class OutputTooLarge(Exception):
@@ -278,51 +318,52 @@ class StageContext:
         Whatever `handle` raises sends the message to the dead-letter topic: one bad message
         never stops a stage (spec §11)."""
         lock = processing_lock(self.app)
-        recovered = cast(Any, self.app.tables).recovery.completed
         in_worker = self.app.in_transaction  # Faust's test_context never recovers anything
         consumer = cast(LockedCommitConsumer, self.app.consumer) if in_worker else None
         async for event in stream.events():
-            if in_worker and not recovered.is_set():
-                # Faust delivers events between resuming the partitions and seeking them to
-                # their committed offsets: hold them until the seek tells where processing
-                # resumes; the ones before that point are skipped below.
-                await recovered.wait()
+            message = event.message
             # Faust acknowledges an event when the loop asks for the next one, before it
             # waits for anything: the commit, which needs the lock, cannot slip in between
             # the end of this block and that acknowledgement.
-            async with lock:
-                if self.app.__dict__.get("_cci_transactions_ended"):
-                    return
-                message = event.message
-                topic = self.topic_label(message.topic)
+            if consumer is None:
+                await lock.acquire()
+            elif not await admit(lock, consumer.inputs_open(), partial(consumer.owns, message.tp)):
+                continue
+            try:
                 if consumer is not None:
                     if not consumer.owns(message.tp):
                         continue
                     expected = consumer.processed_until(message.tp)
                     if expected is not None and message.offset < expected:
                         # Delivered before Faust's seek and again after it: processed once.
-                        self.metrics.handled(topic, "duplicate")
+                        self.metrics.handled(self.topic_label(message.topic), "duplicate")
                         continue
-                began = time.perf_counter()
-                try:
-                    await handle(message)
-                    outcome = "processed"
-                except OutputTooLarge as exc:
-                    self.metrics.failed(exc)
-                    await self.dead_letter(message, exc.reason, str(exc))
-                    outcome = "failed"
-                except Exception as exc:
-                    log.error(
-                        "%s failed on %s/%s: %s", name, message.topic, message.offset, failure(exc)
-                    )
-                    self.metrics.failed(exc)
-                    await self.dead_letter(
-                        message, "processing-error", repr(exc), logged=type(exc).__name__
-                    )
-                    outcome = "failed"
-                self.metrics.handled(topic, outcome, time.perf_counter() - began)
+                await self._process_one(message, handle, name)
                 if consumer is not None:
                     consumer.mark_processed(message.tp, message.offset, message.timestamp)
+            finally:
+                lock.release()
+
+    async def _process_one(
+        self, message: Any, handle: Callable[[Any], Awaitable[None]], name: str
+    ) -> None:
+        topic = self.topic_label(message.topic)
+        began = time.perf_counter()
+        try:
+            await handle(message)
+            outcome = "processed"
+        except OutputTooLarge as exc:
+            self.metrics.failed(exc)
+            await self.dead_letter(message, exc.reason, str(exc))
+            outcome = "failed"
+        except Exception as exc:
+            log.error("%s failed on %s/%s: %s", name, message.topic, message.offset, failure(exc))
+            self.metrics.failed(exc)
+            await self.dead_letter(
+                message, "processing-error", repr(exc), logged=type(exc).__name__
+            )
+            outcome = "failed"
+        self.metrics.handled(topic, outcome, time.perf_counter() - began)
 
     def topic_label(self, topic: str) -> str:
         """A topic's name without the namespace: a bounded label whatever the namespace."""
@@ -445,6 +486,8 @@ class StageContext:
 # 2,000 characters, up to 4 bytes each), source topic and the record's framing.
 _DEAD_LETTER_RESERVE = 16 * 1024
 _LOGGED_ERROR = 500
+# Seconds an input waiting for the transactions looks again whether its partition was revoked.
+_GATE_POLL = 0.5
 
 
 def _headers(headers: Any) -> Iterable[tuple[str, bytes | None]]:
@@ -565,5 +608,18 @@ def make_context(stage: str, settings: Settings, app: faust.App) -> StageContext
         # aiohttp takes the charset apart from the media type.
         media_type = CONTENT_TYPE_LATEST.split("; charset=")[0]
         return web.bytes(generate_latest(metrics.registry), content_type=media_type)
+
+    @app.page("/health")
+    async def health_view(web: Any, request: Any) -> Any:
+        # Liveness: the worker's event loop answers. Nothing more, so that a slow recovery or a
+        # broker outage (which the worker rides out) does not get the process restarted.
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready_view(web: Any, request: Any) -> Any:
+        # Readiness: its tables recovered from their changelogs. Before that the stage processes
+        # nothing and the decision stage's status query would answer from empty tables.
+        ready = bool(cast(Any, app.tables).recovery.completed.is_set())
+        return web.json({"ready": ready}, status=200 if ready else 503)
 
     return context

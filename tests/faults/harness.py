@@ -139,6 +139,8 @@ class Supervisor:
     """The worker processes of a namespace, restarted when they exit by themselves."""
 
     def __init__(self, settings: Settings, log_dir: Path, shared: str | None) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
         self.workers: dict[str, list[WorkerProcess]] = {}
         for stage in sorted(BUILDERS):
             copies = 2 if stage == shared else 1
@@ -186,6 +188,20 @@ class Supervisor:
             worker.kill()
             self.planned += 1
             time.sleep(pause)
+            worker.launch()
+
+    def add_worker(self, stage: str) -> None:
+        """One more worker of `stage`, as an autoscaler adds one: it takes partitions, and
+        their tables, from the running one."""
+        with self._lock:
+            copies = self.workers[stage]
+            worker = WorkerProcess(
+                self.settings,
+                stage,
+                self.log_dir,
+                env={"CCI_STATE_DIR": str(self.settings.state_dir / f"{stage}-{len(copies)}")},
+            )
+            copies.append(worker)
             worker.launch()
 
     def kill_for_good(self, stage: str) -> None:

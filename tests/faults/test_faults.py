@@ -69,23 +69,9 @@ def test_sigkill_of_the_broker_mid_load_and_restart(
     check(run_case("kill-broker", fault_broker, schemas, tmp_path, fault), capsys)
 
 
-# A rebalance while this worker's transactions are open leaves faust-streaming 0.15.3 resuming
-# a stream that delivers nothing more: safety holds (nothing lost or doubled), liveness does
-# not, until the worker is restarted (docs/operations.md). These cases check safety and are
-# expected to fail on liveness; they are kept short, and turn green when that is fixed.
-REBALANCE_STALL = (
-    "known: after a rebalance with open transactions the stage stops delivering inputs "
-    "until its worker restarts (docs/operations.md, Faults)"
-)
-
-
-def check_safety_then_liveness(report: Report, capsys: pytest.CaptureFixture[str]) -> None:
-    record(report, capsys)
-    assert report.second_intake_outcomes == 0
-    assert report.second_terminal_outcomes == 0
-    assert not report.later_dead_letters
-    if report.problems():
-        pytest.xfail(f"{REBALANCE_STALL}: {report.problems()}")
+# Rebalances: the group moves partitions while the workers' transactions are open. Faust ends
+# the transactions and begins new ones; inputs wait for the seek to the committed offsets
+# (streams.app.LockedCommitConsumer.inputs_open), and the stage carries on without a restart.
 
 
 def test_a_worker_paused_past_its_session_timeout_then_resumed(
@@ -100,7 +86,8 @@ def test_a_worker_paused_past_its_session_timeout_then_resumed(
         supervisor.signal("decision", signal.SIGCONT)
 
     report = run_case("pause-decision", fault_broker, schemas, tmp_path, fault, timeout=120)
-    check_safety_then_liveness(report, capsys)
+    check(report, capsys)
+    assert report.unplanned_restarts == 0
 
 
 def test_two_workers_share_a_stage_and_one_dies(
@@ -115,4 +102,22 @@ def test_two_workers_share_a_stage_and_one_dies(
     report = run_case(
         "two-intake-one-dies", fault_broker, schemas, tmp_path, fault, shared="intake", timeout=120
     )
-    check_safety_then_liveness(report, capsys)
+    # The survivor may still exit once on Faust's recovery check (docs/operations.md) and be
+    # restarted: what is asserted is that every declaration is accounted for, once.
+    check(report, capsys)
+
+
+def test_a_second_worker_joins_a_stateful_stage_mid_load(
+    fault_broker: FaultBroker,
+    schemas: SchemaCatalogue,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Scaling out: half the decision stage's partitions, with their tables, move to a new
+    # worker that recovers them from the changelogs while declarations keep coming.
+    def fault(supervisor: Supervisor, broker: FaultBroker) -> None:
+        supervisor.add_worker("decision")
+
+    report = run_case("join-decision", fault_broker, schemas, tmp_path, fault, timeout=120)
+    check(report, capsys)
+    assert report.unplanned_restarts == 0
