@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: setup run test lint unit integration recette broker broker-stop broker-status broker-secure broker-secure-stop faults prometheus-tools prometheus-stop dashboards clean
+.PHONY: setup run test lint unit integration recette bench bench-micro broker broker-stop broker-status broker-secure broker-secure-stop faults prometheus-tools prometheus-stop dashboards compose k8s clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,15 @@ prometheus-stop:
 run: setup broker prometheus-tools
 	$(BIN)/cci demo --count 1000
 
+# Issue 7: steps of offered load until saturation and the client and Faust ceilings, bounded
+# by --budget (600 s); bench-micro times the pure functions per core, without a broker. Results:
+# bench/results/.
+bench: setup broker
+	$(BIN)/cci bench
+
+bench-micro: setup
+	$(BIN)/cci bench micro
+
 lint: setup
 	$(BIN)/ruff check streams tests
 	$(BIN)/ruff format --check streams tests
@@ -74,6 +83,15 @@ faults: setup
 # The Grafana dashboards (deploy/grafana/dashboards) from streams/dashboards.py; commit the JSON.
 dashboards: setup
 	$(BIN)/python -m streams.dashboards
+
+# The Kubernetes resources (deploy/k8s) from streams/k8s.py; commit the YAML.
+k8s: setup
+	$(BIN)/python -m streams.k8s
+
+# deploy/compose.yaml and its Prometheus targets from streams/compose.py (one worker service per
+# stage of streams/topics.py); commit them. The image it runs is the Dockerfile at the root.
+compose: setup
+	$(BIN)/python -m streams.compose
 
 # Lint first: it is the cheapest way to fail. The broker is started for the integration tests.
 test: lint broker prometheus-tools

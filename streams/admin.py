@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streams.config import Settings
-from streams.topics import all_topics, stage_changelogs
+from streams.topics import all_topics, stage_changelogs, topic_config
 
 
 class BrokerUnavailable(Exception):
@@ -52,7 +52,7 @@ def ensure_topics(
             name,
             num_partitions=settings.partitions,
             replication_factor=settings.replication,
-            config={**({"cleanup.policy": "compact"} if compacted else {}), **(config or {})},
+            config={**topic_config(compacted), **(config or {})},
         )
         for name, compacted in sorted(wanted.items())
         if name not in existing

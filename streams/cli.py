@@ -528,11 +528,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _register_tools() -> None:
+    from streams.bench.cli import register as register_bench
     from streams.cli_security import register as register_security
     from streams.cli_tools import register
 
     register(app)
     register_security(app)
+    register_bench(app)
 
 
 _register_tools()

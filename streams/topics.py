@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 KeyFn = Callable[[Mapping[str, Any]], str | None]
@@ -69,6 +70,11 @@ EVENTS: dict[str, Event] = {
 }
 
 DEAD_LETTER = "dead-letter"
+
+# How long a topic that is not compacted keeps its events: long enough to capture a recette
+# campaign's run (`cci capture`) days after it, and Kafka's own default, so that a broker left at
+# its defaults and the topics created here agree.
+RETENTION = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -160,3 +166,11 @@ def all_topics(namespace: str) -> dict[str, bool]:
     # list a changelog yet is assigned none of its partitions, and its table then looks empty.
     topics.update({t: True for s in STAGES for t in stage_changelogs(namespace, s)})
     return topics
+
+
+def topic_config(compacted: bool) -> dict[str, str]:
+    """The topic-level configuration every creator of the namespace's topics starts from: the
+    admin tool (`cci topics create`) and the Kubernetes resources (`streams.k8s`)."""
+    if compacted:
+        return {"cleanup.policy": "compact"}
+    return {"retention.ms": str(int(RETENTION.total_seconds() * 1000))}

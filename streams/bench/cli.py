@@ -1,0 +1,204 @@
+"""`cci bench` (the steps and ceilings, needs the broker), `cci bench ceilings` (the ceilings
+alone) and `cci bench micro` (pure functions, no broker). Added to the `cci` app by
+`register(app)` from `streams.cli`; errors follow its rule: one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+bench_app = typer.Typer(
+    help="Measure the pipeline: steps of offered load and ceilings (make bench), or the pure "
+    "functions per core (make bench-micro). Results in bench/results/.",
+    invoke_without_command=True,
+)
+
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output-dir", help="where the JSON, Markdown and PNG go (bench/results)"),
+]
+# The share of the budget the ceilings may take, at most; the steps get the rest.
+CEILING_SHARE = 0.3
+CEILING_MAX_SECONDS = 240.0
+
+
+def parse_rates(text: str) -> list[float]:
+    """`50,100,200` → [50.0, 100.0, 200.0]: positive and increasing."""
+    from streams.cli import fail
+
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--rates {text!r}: use increasing positive numbers, e.g. 50,100,200")
+    if not rates or any(r <= 0 for r in rates) or rates != sorted(set(rates)):
+        fail(f"--rates {text!r}: use increasing positive numbers, e.g. 50,100,200")
+    return rates
+
+
+def _namespace(prefix: str | None) -> str:
+    return f"{prefix or 'bench'}-{uuid.uuid4().hex[:8]}"
+
+
+def _show(document: dict[str, Any], written: list[Path]) -> None:
+    from rich.console import Console
+
+    from streams.bench.report import console_tables
+
+    console = Console()
+    for table in console_tables(document):
+        console.print(table)
+    if document.get("stopped_because"):
+        console.print(f"stopped: {document['stopped_because']}", highlight=False)
+    for path in written:
+        console.print(f"  {path}", highlight=False)
+
+
+@bench_app.callback()
+def bench(
+    ctx: typer.Context,
+    budget: Annotated[
+        float, typer.Option("--budget", min=60.0, help="seconds the whole run may take")
+    ] = 600.0,
+    step_seconds: Annotated[
+        float, typer.Option("--step-seconds", min=2.0, help="seconds each rate is offered")
+    ] = 20.0,
+    rates: Annotated[
+        str, typer.Option("--rates", help="offered declarations per second, increasing")
+    ] = "50,100,200,400,800,1600,3200",
+    ceiling_count: Annotated[
+        int, typer.Option("--ceiling-count", min=10, help="messages each ceiling hop takes")
+    ] = 5000,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="prefix of the run's namespaces")
+    ] = None,
+    output_dir: OutputOpt = None,
+) -> None:
+    """Offer generated load at increasing rates to the real stages until saturation, and
+    measure the client and framework ceilings on the same messages (make bench)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+
+    from streams.bench import report as rp
+    from streams.bench.ceilings import run_ceilings
+    from streams.bench.machine import machine_info
+    from streams.bench.steps import run_steps
+    from streams.cli import _require_broker, load_settings
+
+    parsed = parse_rates(rates)
+    began = time.monotonic()
+    deadline = began + budget
+    name = _namespace(namespace)
+    ceiling_settings = load_settings(f"{name}-c")
+    steps_settings = load_settings(f"{name}-s")
+    _require_broker(steps_settings)
+    console = Console(stderr=True)
+
+    def log(line: str) -> None:
+        console.print(line, highlight=False)
+
+    machine = machine_info()
+    log(f"bench on {steps_settings.bootstrap}, budget {budget:.0f} s, namespaces {name}-c/-s")
+    ceilings = run_ceilings(
+        ceiling_settings,
+        ceiling_count,
+        time.monotonic() + min(CEILING_SHARE * budget, CEILING_MAX_SECONDS),
+        log=log,
+    )
+    run = run_steps(steps_settings, parsed, step_seconds, deadline, log=log)
+    config = {
+        "budget_seconds": budget,
+        "step_seconds": step_seconds,
+        "rates": parsed,
+        "ceiling_count": ceiling_count,
+        "partitions": steps_settings.partitions,
+        "commit_interval": steps_settings.commit_interval,
+        "bootstrap": steps_settings.bootstrap,
+        "broker_cpu_measured": run.broker_pid is not None,
+        "elapsed_seconds": round(time.monotonic() - began, 1),
+        # Others share the cores: a load above the core count at the end says the run was
+        # starved, whatever it measured.
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    document = rp.bench_report(
+        machine, config, ceilings, run.steps, run.stopped_because, run.startup_seconds
+    )
+    markdown = rp.bench_markdown(document)
+    written = rp.write(document, markdown, rp.stem(machine), output_dir or rp.RESULTS_DIR)
+    _show(document, written)
+
+
+@bench_app.command("ceilings")
+def ceilings_command(
+    count: Annotated[int, typer.Option("--count", min=10, help="messages each hop takes")] = 5000,
+    budget: Annotated[float, typer.Option("--budget", min=10.0, help="seconds at most")] = 180.0,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="prefix of the run's namespace")
+    ] = None,
+    output_dir: OutputOpt = None,
+) -> None:
+    """Only the ceilings: the client and Faust one-hop rates on the same messages."""
+    from rich.console import Console
+
+    from streams.bench import report as rp
+    from streams.bench.ceilings import run_ceilings
+    from streams.bench.machine import machine_info
+    from streams.cli import _require_broker, load_settings
+
+    settings = load_settings(_namespace(namespace))
+    _require_broker(settings)
+    console = Console(stderr=True)
+    machine = machine_info()
+    results = run_ceilings(
+        settings,
+        count,
+        time.monotonic() + budget,
+        log=lambda line: console.print(line, highlight=False),
+    )
+    config = {"ceiling_count": count, "budget_seconds": budget, "bootstrap": settings.bootstrap}
+    document = rp.bench_report(machine, config, results, [], "ceilings only", 0.0)
+    markdown = rp.bench_markdown(document)
+    written = rp.write(
+        document, markdown, rp.stem(machine, "ceilings"), output_dir or rp.RESULTS_DIR
+    )
+    _show(document, written)
+
+
+@bench_app.command("micro")
+def micro_command(
+    count: Annotated[
+        int, typer.Option("--count", min=10, help="generated declarations in the set")
+    ] = 1000,
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=0.1, help="CPU seconds per case, at least")
+    ] = 2.0,
+    seed: Annotated[int, typer.Option("--seed", help="same seed, same set")] = 7,
+    output_dir: OutputOpt = None,
+) -> None:
+    """Declarations per second per core of validation, MRN allocation, risk, duties, and Avro
+    encode/decode per message, as pure functions in one process (make bench-micro)."""
+    from streams.bench import report as rp
+    from streams.bench.machine import machine_info
+    from streams.bench.micro import run_micro
+    from streams.cli import load_settings
+
+    settings = load_settings()
+    machine = machine_info()
+    results, described = run_micro(settings, count, seconds, seed)
+    document = rp.micro_report(machine, results, described)
+    markdown = rp.micro_markdown(document)
+    written = rp.write(document, markdown, rp.stem(machine, "micro"), output_dir or rp.RESULTS_DIR)
+    _show(document, written)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `bench` to `app`, once however often it is called."""
+    if any(group.name == "bench" for group in app.registered_groups):
+        return
+    app.add_typer(bench_app, name="bench")

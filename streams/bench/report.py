@@ -1,0 +1,279 @@
+"""The benchmark's outputs: a JSON document (everything measured), a Markdown table of it and a
+PNG of decided/s and latency against offered load, with the ceilings as horizontal lines.
+
+The files go to `bench/results/<stem>.{json,md,png}`, the stem being the UTC time of the run
+and the commit. The picture is drawn on matplotlib's Agg canvas without pyplot, like
+`cci report`: no display and no global state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from streams.bench.machine import describe
+from streams.bench.micro import MicroResult
+from streams.bench.results import (
+    CeilingResult,
+    StepResult,
+    ceiling_ratios,
+    framework_ceiling,
+    peak,
+)
+from streams.config import ROOT
+
+RESULTS_DIR = ROOT / "bench" / "results"
+LATENCY_DEFINITION = (
+    "Kafka timestamps (production time, wall clock) from the lodged message to the first "
+    "declaration.released, declaration.not-released or declaration.rejected of the same "
+    "declaration; percentiles over the declarations lodged in the step (nearest rank)"
+)
+DECIDED_DEFINITION = (
+    "decisions (released, not-released, rejected) whose Kafka timestamp falls within the step, "
+    "per second of the step"
+)
+
+
+def stem(machine: Mapping[str, Any], kind: str = "bench") -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    commit = str(machine.get("git_commit") or "nocommit").replace("+", "-")
+    return f"{kind}-{stamp}-{commit}"
+
+
+def bench_report(
+    machine: Mapping[str, Any],
+    config: Mapping[str, Any],
+    ceilings: Sequence[CeilingResult],
+    steps: Sequence[StepResult],
+    stopped_because: str,
+    startup_seconds: float,
+) -> dict[str, Any]:
+    """The JSON document of a `cci bench` run."""
+    best = peak(steps)
+    framework = framework_ceiling(ceilings)
+    return {
+        "kind": "bench",
+        "machine": dict(machine),
+        "config": dict(config),
+        "definitions": {"latency": LATENCY_DEFINITION, "decided_per_second": DECIDED_DEFINITION},
+        "ceilings": [c.as_dict() for c in ceilings],
+        "steps": [s.as_dict() for s in steps],
+        "stopped_because": stopped_because,
+        "startup_seconds": round(startup_seconds, 1),
+        "peak": None
+        if best is None
+        else {
+            "rate": best.rate,
+            "offered_per_second": round(best.offered, 1),
+            "decided_per_second": round(best.decided_per_second, 1),
+        },
+        "framework_ceiling": None if framework is None else framework.name,
+        "stages_against_framework_ceiling": ceiling_ratios(steps, framework),
+    }
+
+
+def micro_report(
+    machine: Mapping[str, Any], results: Sequence[MicroResult], described: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "kind": "micro",
+        "machine": dict(machine),
+        "set": dict(described),
+        "results": [r.as_dict() for r in results],
+    }
+
+
+def _ms(latency: Mapping[str, float] | None, key: str) -> str:
+    return "-" if not latency else f"{latency[key]:.0f}"
+
+
+def bench_markdown(report: Mapping[str, Any]) -> str:
+    lines = [
+        "# CCI benchmark",
+        "",
+        f"Machine: {describe(report['machine'])}.",
+        f"Stopped: {report['stopped_because']}.",
+        "",
+        "## Ceilings (one hop, the same generated declarations)",
+        "",
+        "| hop | guarantee | messages | msg/s | msg per CPU s | start-up s | note |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for c in report["ceilings"]:
+        lines.append(
+            f"| {c['name']}: {c['label']} | {c['guarantee']} | {c['messages']} "
+            f"| {c['per_second']:.0f} | {c['per_cpu_second']:.0f} "
+            f"| {c['startup_seconds']:.1f} | {c['error'] or ''} |"
+        )
+    steps = report["steps"]
+    processes = sorted({k for s in steps for k in s["cpu_share_of_one_core"]})
+    lines += [
+        "",
+        "## Steps of offered load",
+        "",
+        f"Latency: {report['definitions']['latency']}. Decided/s: "
+        f"{report['definitions']['decided_per_second']}. CPU: share of one core over the step. "
+        "Backlog: inputs not committed by each group at the end of the step (transaction "
+        "markers included).",
+        "",
+        "| offered/s (asked) | decided/s | p50 ms | p95 ms | p99 ms | undecided "
+        + "".join(f"| CPU {p} " for p in processes)
+        + "| backlog | saturated |",
+        "|" + "---:|" * (6 + len(processes) + 1) + "---|",
+    ]
+    for s in steps:
+        latency = s["latency_ms"]
+        backlog = ", ".join(f"{k} {v}" for k, v in sorted(s["lag"].items()) if v) or "0"
+        lines.append(
+            f"| {s['offered_per_second']:.0f} ({s['rate']:g}) | {s['decided_per_second']:.0f} "
+            f"| {_ms(latency, 'p50')} | {_ms(latency, 'p95')} | {_ms(latency, 'p99')} "
+            f"| {s['cohort_undecided']} "
+            + "".join(f"| {s['cpu_share_of_one_core'].get(p, 0):.2f} " for p in processes)
+            + f"| {backlog} | {s['saturated'] or ''} |"
+        )
+    ratios = report["stages_against_framework_ceiling"]
+    if ratios:
+        lines += [
+            "",
+            f"## Stages against the framework ceiling ({report['framework_ceiling']})",
+            "",
+            "| stage | best inputs/s | share of ceiling | inputs per CPU s | share per CPU s |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for stage, r in ratios.items():
+            lines.append(
+                f"| {stage} | {r['inputs_per_second']:.0f} | {r['of_ceiling']:.0%} "
+                f"| {r.get('inputs_per_cpu_second', 0):.0f} "
+                f"| {r.get('of_ceiling_per_cpu_second', 0):.0%} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def micro_markdown(report: Mapping[str, Any]) -> str:
+    described = report["set"]
+    lines = [
+        "# CCI micro-benchmark (one process: rates per core)",
+        "",
+        f"Machine: {describe(report['machine'])}.",
+        f"Set: {described['declarations']} generated declarations ({described['valid']} valid), "
+        f"seed {described['seed']}, {described['mean_encoded_bytes']} bytes of Avro on average.",
+        "",
+        "| case | what | per core /s | µs per op (CPU) | wall /s |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['name']} | {r['what']} | {r['per_core_per_second']:.0f} "
+            f"| {r['cpu_micros_per_operation']:.1f} | {r['wall_per_second']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render(report: Mapping[str, Any], path: Path) -> None:
+    """Decided/s (and the offered diagonal) above, latency p50/p95/p99 below, against the
+    offered load on a log scale; the ceilings as horizontal lines on the throughput."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    steps = report["steps"]
+    figure = Figure(figsize=(10, 8), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    offered = [s["offered_per_second"] for s in steps]
+    top.plot(offered, offered, color="#999999", linestyle=":", label="offered")
+    top.plot(
+        offered,
+        [s["decided_per_second"] for s in steps],
+        marker="o",
+        color="#1f77b4",
+        label="decided/s",
+    )
+    colours = {"client": "#2ca02c", "faust-eos": "#d62728", "faust-alo": "#ff7f0e"}
+    for c in report["ceilings"]:
+        if c["per_second"] > 0:
+            top.axhline(
+                c["per_second"],
+                color=colours.get(c["name"], "#7f7f7f"),
+                linestyle="--",
+                label=f"ceiling {c['name']} ({c['guarantee']}): {c['per_second']:.0f} msg/s",
+            )
+    top.set_ylabel("per second")
+    top.set_title(f"CCI benchmark — {describe(report['machine'])}", fontsize=9)
+    top.legend(fontsize=8, loc="upper left")
+    for key, colour in (("p50", "#2ca02c"), ("p95", "#ff7f0e"), ("p99", "#d62728")):
+        points = [(s["offered_per_second"], s["latency_ms"][key]) for s in steps if s["latency_ms"]]
+        if points:
+            bottom.plot(*zip(*points, strict=True), marker="o", color=colour, label=key)
+    bottom.set_ylabel("lodging → decision, ms")
+    bottom.set_xlabel("offered declarations per second")
+    bottom.legend(fontsize=8, loc="upper left")
+    if offered and min(offered) > 0:
+        top.set_xscale("log")
+        top.set_yscale("log")
+        bottom.set_yscale("log")
+    for axes in (top, bottom):
+        axes.grid(True, which="both", alpha=0.3)
+    figure.savefig(path, format="png")
+
+
+def write(report: Mapping[str, Any], markdown: str, name: str, directory: Path) -> list[Path]:
+    """Write `<name>.json`, `<name>.md` and, for a bench run with steps, `<name>.png`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [directory / f"{name}.json", directory / f"{name}.md"]
+    written[0].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    written[1].write_text(markdown)
+    if report.get("kind") == "bench" and report.get("steps"):
+        png = directory / f"{name}.png"
+        render(report, png)
+        written.append(png)
+    return written
+
+
+def console_tables(report: Mapping[str, Any]) -> list[Any]:
+    """The report as rich tables narrow enough for a terminal; the Markdown file has it all."""
+    from rich.table import Table
+
+    tables: list[Any] = []
+    if report["kind"] == "micro":
+        table = Table(title=f"per core — {describe(report['machine'])}", title_justify="left")
+        for column in ("case", "per core /s", "µs/op (CPU)"):
+            table.add_column(column, justify="left" if column == "case" else "right")
+        for r in report["results"]:
+            table.add_row(
+                r["name"], f"{r['per_core_per_second']:.0f}", f"{r['cpu_micros_per_operation']:.1f}"
+            )
+        return [table]
+    ceilings = Table(title=f"ceilings — {describe(report['machine'])}", title_justify="left")
+    for column in ("hop", "guarantee", "msg/s", "per CPU s"):
+        ceilings.add_column(column, justify="right" if "/" in column or "CPU" in column else "left")
+    for c in report["ceilings"]:
+        ceilings.add_row(
+            c["name"], c["guarantee"], f"{c['per_second']:.0f}", f"{c['per_cpu_second']:.0f}"
+        )
+    tables.append(ceilings)
+    if report["steps"]:
+        steps = Table(title="steps (CPU: cores busy)", title_justify="left")
+        columns = ("asked", "offered", "decided/s", "p50 ms", "p95 ms", "p99 ms")
+        for column in (*columns, "stages CPU", "broker CPU", "backlog", "sat."):
+            steps.add_column(column, justify="right")
+        for s in report["steps"]:
+            shares = s["cpu_share_of_one_core"]
+            stages = sum(v for k, v in shares.items() if k not in ("broker", "bench"))
+            latency = s["latency_ms"]
+            steps.add_row(
+                f"{s['rate']:g}",
+                f"{s['offered_per_second']:.0f}",
+                f"{s['decided_per_second']:.0f}",
+                _ms(latency, "p50"),
+                _ms(latency, "p95"),
+                _ms(latency, "p99"),
+                f"{stages:.2f}",
+                f"{shares.get('broker', 0):.2f}" if "broker" in shares else "-",
+                str(sum(s["lag"].values())),
+                "yes" if s["saturated"] else "",
+            )
+        tables.append(steps)
+    return tables

@@ -1,0 +1,563 @@
+"""The steps: the real stages and the COP simulator under generated load offered at increasing
+rates, each step a bounded number of seconds, until the decided rate stops following the
+offered rate (`results.saturation`) or the time runs out.
+
+What it reuses from `cci demo`: the generated load (`generated_load`: about 10 % of the
+declarations with defects, risk profiles and random selection giving controls), the workers
+(`start_workers`: `cci worker --stage all`, one process per stage), the wait for the groups
+and the read-committed `Feed`. What it does not: the demo's `Flow` decodes every event of
+every topic, which at hundreds of declarations per second would take a core from the stages
+it measures. Here only the acceptances are decoded, and only their MRN and key.
+
+The COP simulator runs as its own process (`cci simulate-cop`), so that its CPU is counted
+apart from the benchmark's.
+
+Times: every latency is Kafka timestamps (production time, wall clock), as in `cci demo` and
+`cci report`: from the lodged message (its timestamp is taken by the client when the
+benchmark produces it, which is when it records it) to the first decision of the declaration:
+`declaration.released`, `declaration.not-released` (written by the decision stage) or
+`declaration.rejected` (written by the intake). Event time (`occurredAt`) is not used: the
+generator spreads it over minutes and the stages carry it forward from cause to effect.
+
+Between steps the next step's declarations are generated (the generator is too slow to run
+inline at the higher rates); the pipeline drains meanwhile, so each step starts near empty.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from contextlib import closing, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from fastavro import parse_schema, schemaless_reader
+
+from streams.admin import admin_client, delete_namespace, ensure_topics
+from streams.bench import procstat
+from streams.bench.results import StepResult, group_lag, saturation
+from streams.codec import HEADER_SIZE, SchemaCatalogue, catalogue
+from streams.config import ROOT, Settings
+from streams.cop_simulator import GROUP as SIMULATOR_GROUP
+from streams.demo import (
+    COP_MIX,
+    Feed,
+    generated_load,
+    start_workers,
+    stop_workers,
+    wait_for_groups,
+)
+from streams.kafka_io import end_offsets, producer, reader
+from streams.reference import load_reference
+from streams.topics import STAGES, declaration_key, event_key, group_id, topic_name
+from streams.worker import stage_port
+
+DEFAULT_RATES = (50, 100, 200, 400, 800, 1600, 3200)
+INVALID_SHARE = 0.1
+SEED = 23
+LODGED = "declaration.lodged"
+ACCEPTED = "declaration.accepted"
+REJECTED = "declaration.rejected"
+DECISIONS = {
+    "declaration.released": "released",
+    "declaration.not-released": "not-released",
+    "declaration.invalidated": "invalidated",
+    REJECTED: "rejected",
+}
+# After a step's last lodging, how long decisions of it may still arrive (a hop is about a
+# second, outputs become visible at each stage's commit) before the step is judged.
+SETTLE = 3.0
+# At the end, how long to wait for the last step's declarations, and the silence that ends it.
+DRAIN = 20.0
+QUIET = 3.0
+STARTUP = 180.0
+Log = Callable[[str], None]
+
+
+@dataclass
+class Ledger:
+    """The lodgings and decisions seen so far, joined per declaration key."""
+
+    accepted_reader: Any  # fastavro reader schema: the acceptance's MRN and key only
+    accepted_writer: Any
+    topics: dict[str, str]  # topic → logical name
+    lodged_ms: dict[str, int] = field(default_factory=dict)  # key → lodging timestamp
+    step_of: dict[str, int] = field(default_factory=dict)  # key → step index
+    key_of_mrn: dict[str, str] = field(default_factory=dict)
+    decided: dict[str, int] = field(default_factory=dict)  # key → first decision timestamp
+    decisions: list[tuple[int, str]] = field(default_factory=list)  # (timestamp, outcome)
+    waiting: dict[str, int] = field(default_factory=dict)  # MRN decided before its acceptance
+    last_decision: float = 0.0  # time.monotonic() of the last decision read
+
+    def absorb(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int) -> None:
+        logical = self.topics[topic]
+        if logical == ACCEPTED:
+            if value is None:
+                return
+            record: Any = schemaless_reader(
+                io.BytesIO(value[HEADER_SIZE:]), self.accepted_writer, self.accepted_reader
+            )
+            mrn = str(record["mrn"])
+            self.key_of_mrn[mrn] = declaration_key(record["declarantEori"], record["lrn"])
+            if mrn in self.waiting:
+                self._decide(self.key_of_mrn[mrn], self.waiting.pop(mrn))
+            return
+        text = (key or b"").decode(errors="replace")
+        self.decisions.append((timestamp, DECISIONS[logical]))
+        self.last_decision = time.monotonic()
+        if logical == REJECTED:
+            self._decide(text, timestamp)
+        elif text in self.key_of_mrn:
+            self._decide(self.key_of_mrn[text], timestamp)
+        else:
+            self.waiting[text] = timestamp
+
+    def _decide(self, key: str, timestamp: int) -> None:
+        self.decided.setdefault(key, timestamp)
+
+    def in_window(self, start_ms: int, end_ms: int) -> list[str]:
+        return [o for ts, o in self.decisions if start_ms <= ts < end_ms]
+
+    def cohort(self, step: int) -> tuple[list[float], int]:
+        """Latencies (ms) of the step's declarations decided so far, and how many are not."""
+        latencies: list[float] = []
+        undecided = 0
+        for key, index in self.step_of.items():
+            if index != step:
+                continue
+            decided = self.decided.get(key)
+            if decided is None:
+                undecided += 1
+            else:
+                latencies.append(float(decided - self.lodged_ms[key]))
+        return latencies, undecided
+
+
+def ledger_for(settings: Settings, schemas: SchemaCatalogue) -> Ledger:
+    writer = schemas.latest(ACCEPTED).schema
+    wanted = ("mrn", "lrn", "declarantEori")
+    reader_schema = parse_schema(
+        {
+            "type": "record",
+            "name": writer["name"],
+            "fields": [f for f in writer["fields"] if f["name"] in wanted],
+        },
+        _write_hint=False,
+    )
+    topics = {topic_name(settings.namespace, ACCEPTED): ACCEPTED}
+    topics.update({topic_name(settings.namespace, logical): logical for logical in DECISIONS})
+    return Ledger(reader_schema, writer, topics)
+
+
+def pump(feed: Feed, ledger: Ledger, seconds: float) -> None:
+    """Read what the feed has for up to `seconds`."""
+    until = time.monotonic() + seconds
+    while True:
+        message = feed.poll(0.0 if seconds <= 0.05 else 0.05)
+        if message is not None:
+            ledger.absorb(message.topic, message.key, message.value, message.timestamp)
+        elif time.monotonic() >= until:
+            return
+        if time.monotonic() >= until:
+            return
+
+
+def handled_inputs(metrics_text: str) -> int:
+    """The sum of `cci_stage_inputs_total` in a stage's /metrics text: every input it handled,
+    whatever its topic and outcome. Unlike offsets, it counts no transaction markers."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("cci_stage_inputs_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+class StageInputs:
+    """Inputs handled so far by each stage, read from its /metrics."""
+
+    def __init__(self, ports: dict[str, int], host: str) -> None:
+        self.urls = {stage: f"http://{host}:{port}/metrics" for stage, port in ports.items()}
+
+    def read(self) -> dict[str, int]:
+        found = {}
+        for stage, url in self.urls.items():
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    found[stage] = handled_inputs(response.read().decode())
+            except (OSError, ValueError):
+                continue  # a stage that does not answer has no count for the step
+        return found
+
+
+class Offsets:
+    """Committed offsets of the stages' groups and the ends of their inputs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.admin = admin_client(settings)
+        self.consumer = reader(settings)
+        ns = settings.namespace
+        self.inputs = {
+            stage: [topic_name(ns, logical) for logical in spec.reads]
+            for stage, spec in STAGES.items()
+        }
+        self.inputs["cop-simulator"] = [
+            topic_name(ns, "cop.forwarded"),
+            topic_name(ns, "declaration.status"),
+        ]
+        self.groups = {stage: group_id(ns, stage) for stage in STAGES}
+        self.groups["cop-simulator"] = group_id(ns, SIMULATOR_GROUP)
+
+    def committed(self, group: str) -> dict[tuple[str, int], int]:
+        futures = self.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+        try:
+            found = futures[group].result()
+        except KafkaException:
+            return {}
+        return {
+            (tp.topic, tp.partition): tp.offset for tp in found.topic_partitions if tp.offset >= 0
+        }
+
+    def ends(self, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+        result = {}
+        for topic in topics:
+            for partition in range(self.settings.partitions):
+                tp = TopicPartition(topic, partition)
+                result[(topic, partition)] = int(
+                    self.consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1]
+                )
+        return result
+
+    def snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Per stage: the total committed offset of its inputs, and its backlog."""
+        totals: dict[str, int] = {}
+        lags: dict[str, int] = {}
+        for stage, group in self.groups.items():
+            committed = self.committed(group)
+            totals[stage] = sum(committed.values())
+            lags[stage] = group_lag(committed, self.ends(self.inputs[stage]))
+        return totals, lags
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def free_port_run(count: int) -> int:
+    """A base port with `count` free consecutive ports after it: the stages' web servers must
+    not collide with those of a `cci demo` running beside the benchmark."""
+    rng = random.Random()
+    for _ in range(50):
+        base = rng.randrange(20000, 30000)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                probe = socket.socket()
+                sockets.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in sockets:
+                probe.close()
+    raise RuntimeError("no free ports for the stages' web servers")
+
+
+class CpuMeter:
+    """CPU seconds of the processes a step is charged with."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+
+    def read(self) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            seconds = procstat.own_cpu_seconds() if pid == os.getpid() else None
+            if pid is not None and seconds is None:
+                seconds = procstat.cpu_seconds(pid)
+            if seconds is not None:
+                found[name] = seconds
+        return found
+
+
+def lodge_step(
+    settings: Settings,
+    client: Any,
+    messages: Sequence[tuple[str, bytes, bytes]],
+    rate: float,
+    index: int,
+    feed: Feed,
+    ledger: Ledger,
+) -> tuple[int, float]:
+    """Produce `messages` at `rate` per second, open loop, reading the feed in between; return
+    the step's start (epoch ms) and length (s)."""
+    topic = topic_name(settings.namespace, LODGED)
+    start = time.time()
+    produced = 0
+    while produced < len(messages):
+        now = time.time()
+        due = min(len(messages), int((now - start) * rate) + 1)
+        stamp = int(now * 1000)
+        while produced < due:
+            key_text, key, value = messages[produced]
+            try:
+                client.produce(topic, key=key, value=value)
+            except BufferError:
+                client.poll(0.01)
+                break
+            ledger.lodged_ms[key_text] = stamp
+            ledger.step_of[key_text] = index
+            produced += 1
+        client.poll(0)
+        pump(feed, ledger, 0.0)
+        if produced < len(messages):
+            wait = start + produced / rate - time.time()
+            if wait > 0:
+                time.sleep(min(wait, 0.005))
+    seconds = max(time.time() - start, len(messages) / rate)
+    return int(start * 1000), seconds
+
+
+def prepare(
+    settings: Settings, schemas: SchemaCatalogue, count: int, seed: int
+) -> list[tuple[str, bytes, bytes]]:
+    reference = load_reference(settings.reference_dir)
+    load = generated_load(settings, schemas, reference, count, INVALID_SHARE, 0, seed)
+    prepared = []
+    for record in load.records:
+        key = event_key(LODGED, record) or b""
+        prepared.append((key.decode(), key, schemas.encode(LODGED, record)))
+    return prepared
+
+
+def start_simulator(settings: Settings, log_dir: Path, seed: int) -> subprocess.Popen[bytes]:
+    log_path = log_dir / f"cop-simulator-{settings.namespace}.log"
+    with log_path.open("ab") as handle:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "simulate-cop",
+                "--mix",
+                f"{COP_MIX},seed={seed}",
+                "--namespace",
+                settings.namespace,
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+
+@dataclass
+class StepsRun:
+    steps: list[StepResult] = field(default_factory=list)
+    startup_seconds: float = 0.0
+    stopped_because: str = ""
+    broker_pid: int | None = None
+
+
+def run_steps(
+    settings: Settings,
+    rates: Sequence[float],
+    step_seconds: float,
+    deadline: float,
+    log: Log = print,
+    log_dir: Path = ROOT / ".local" / "bench" / "logs",
+    seed: int = SEED,
+) -> StepsRun:
+    """Start the pipeline in the namespace, offer each rate for `step_seconds` until saturation
+    or the deadline, stop everything and delete the namespace and its state."""
+    run = StepsRun()
+    schemas = catalogue(settings.schemas_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ensure_topics(settings)
+    ledger = ledger_for(settings, schemas)
+    start = end_offsets(settings, list(ledger.topics))
+    # `cci worker --stage all` gives its stages consecutive ports from CCI_WEB_PORT.
+    os.environ["CCI_WEB_PORT"] = str(free_port_run(len(STAGES)))
+    ports = Settings(**{**settings.model_dump(), "web_port": int(os.environ["CCI_WEB_PORT"])})
+    handled = StageInputs({s: stage_port(ports, s) for s in STAGES}, settings.web_host)
+    began = time.monotonic()
+    workers, _ = start_workers(settings, log_dir)
+    simulator = start_simulator(settings, log_dir, seed)
+    offsets = Offsets(settings)
+    try:
+
+        def alive() -> bool:
+            return workers.poll() is None and simulator.poll() is None
+
+        groups = [*offsets.groups.values()]
+        log(f"steps: waiting for the stages and the COP simulator in {settings.namespace}")
+        if not wait_for_groups(settings, groups, min(deadline, began + STARTUP), alive):
+            run.stopped_because = "the stages or the simulator did not join their groups"
+            return run
+        run.startup_seconds = time.monotonic() - began
+        run.broker_pid = procstat.local_broker_pid()
+        meter = CpuMeter(
+            {
+                **{s: p for s, p in procstat.stage_workers(workers.pid).items()},
+                "cop-simulator": simulator.pid,
+                "broker": run.broker_pid,
+                "bench": os.getpid(),
+            }
+        )
+        client = producer(settings)
+        with closing(Feed(settings, start)) as feed:
+            run.stopped_because = _steps(
+                settings,
+                schemas,
+                rates,
+                step_seconds,
+                deadline,
+                seed,
+                run,
+                client,
+                feed,
+                ledger,
+                offsets,
+                handled,
+                meter,
+                alive,
+                log,
+            )
+            _drain(feed, ledger, deadline)
+        for index, step in enumerate(run.steps):
+            step.latencies_ms, step.cohort_undecided = ledger.cohort(index)
+    finally:
+        with suppress(Exception):
+            offsets.close()
+        for process in (simulator,):
+            if process.poll() is None:
+                process.terminate()
+                with suppress(subprocess.TimeoutExpired):
+                    process.wait(20)
+                if process.poll() is None:
+                    process.kill()
+        stop_workers(workers)
+        with suppress(Exception):
+            delete_namespace(settings)
+        shutil.rmtree(settings.state_dir / settings.namespace, ignore_errors=True)
+    return run
+
+
+def _steps(
+    settings: Settings,
+    schemas: SchemaCatalogue,
+    rates: Sequence[float],
+    step_seconds: float,
+    deadline: float,
+    seed: int,
+    run: StepsRun,
+    client: Any,
+    feed: Feed,
+    ledger: Ledger,
+    offsets: Offsets,
+    handled: StageInputs,
+    meter: CpuMeter,
+    alive: Callable[[], bool],
+    log: Log,
+) -> str:
+    """Run the steps; return why they stopped."""
+    _warm_up(settings, schemas, rates[0], seed, client, feed, ledger, deadline, log)
+    for index, rate in enumerate(rates):
+        count = max(1, round(rate * step_seconds))
+        # Generation runs at about 1,000 declarations a second here: count it in the budget.
+        needed = count / 1000 + step_seconds + SETTLE + 5
+        if time.monotonic() + needed > deadline:
+            return f"the time budget leaves no room for the {rate:g}/s step"
+        messages = prepare(settings, schemas, count, seed + 1 + index)
+        pump(feed, ledger, 0.5)
+        totals_before, _ = offsets.snapshot()
+        inputs_before = handled.read()
+        cpu_before = meter.read()
+        start_ms, seconds = lodge_step(settings, client, messages, rate, index, feed, ledger)
+        cpu_after = meter.read()
+        inputs_after = handled.read()
+        totals_after, lags = offsets.snapshot()
+        client.flush(30)
+        if not alive():
+            return "the stages or the simulator stopped"
+        pump(feed, ledger, SETTLE)
+        window = ledger.in_window(start_ms, start_ms + round(seconds * 1000))
+        outcomes: dict[str, int] = {}
+        for outcome in window:
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        step = StepResult(
+            rate=rate,
+            seconds=seconds,
+            lodged=len(messages),
+            decided=len(window),
+            outcomes=outcomes,
+            cpu_seconds={
+                k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after if k in cpu_before
+            },
+            # The stages' own count; the simulator has none, its offsets stand in (with the
+            # transaction markers of the topics it reads).
+            inputs={
+                **{
+                    k: inputs_after[k] - inputs_before[k]
+                    for k in inputs_after
+                    if k in inputs_before
+                },
+                "cop-simulator": totals_after["cop-simulator"]
+                - totals_before.get("cop-simulator", 0),
+            },
+            lag=lags,
+        )
+        run.steps.append(step)
+        step.saturated = saturation(run.steps)
+        log(
+            f"step {rate:g}/s: offered {step.offered:.0f}/s, "
+            f"decided {step.decided_per_second:.0f}/s, backlog {sum(lags.values())}"
+            + (f" — saturated: {step.saturated}" if step.saturated else "")
+        )
+        if step.saturated:
+            return f"saturated at {rate:g}/s: {step.saturated}"
+    return "every rate was offered"
+
+
+WARM_UP_SECONDS = 5.0
+WARM_UP_WAIT = 60.0
+WARM_UP_STEP = -1
+
+
+def _warm_up(
+    settings: Settings,
+    schemas: SchemaCatalogue,
+    rate: float,
+    seed: int,
+    client: Any,
+    feed: Feed,
+    ledger: Ledger,
+    deadline: float,
+    log: Log,
+) -> None:
+    """Lodge a few seconds at the first rate, unrecorded, and wait for their decisions: a
+    stage's first inputs pay for what it sets up once (a transactional producer per input
+    partition, the stores), which is not what the first step should measure."""
+    messages = prepare(settings, schemas, max(20, round(rate * WARM_UP_SECONDS)), seed)
+    log(f"steps: warming up with {len(messages)} declarations")
+    lodge_step(settings, client, messages, rate, WARM_UP_STEP, feed, ledger)
+    client.flush(30)
+    _drain(feed, ledger, min(deadline, time.monotonic() + WARM_UP_WAIT), quiet=QUIET)
+
+
+def _drain(feed: Feed, ledger: Ledger, deadline: float, quiet: float = QUIET) -> None:
+    """Let the last declarations be decided: until nothing is decided for `QUIET` seconds,
+    `DRAIN` seconds at most, never past the deadline."""
+    until = min(time.monotonic() + DRAIN, deadline)
+    ledger.last_decision = time.monotonic()
+    while time.monotonic() < until and time.monotonic() - ledger.last_decision < quiet:
+        pump(feed, ledger, 0.5)

@@ -1,0 +1,356 @@
+"""The Docker Compose deployment of the pipeline, generated from the stage catalogue.
+
+`render()` derives `deploy/compose.yaml` and the Prometheus targets of the compose network from
+`streams.topics.STAGES`, so a new stage gets its worker service and its scrape target with no
+hand edit. The files are committed; `make compose` regenerates them and
+`python -m streams.compose --check` (run by the unit tests) fails when they are stale.
+
+What is derived rather than written down a second time:
+- the Kafka image's tag is `kafka.version` of `deploy/local/pom.xml`, and the broker's settings
+  are those of `deploy/local/server.properties.in` (only the listeners and paths differ), so the
+  compose broker behaves as the one the tests run on;
+- the worker image's tag is the package version of `pyproject.toml`;
+- the workers' host ports are those of `cci worker --stage all` (decision 6066, duties 6067, ...);
+- Prometheus runs the project's own `deploy/prometheus/prometheus.yml` and rules, unchanged: only
+  its file-discovery target file is generated here, naming the compose services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streams.topics import STAGES
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = "deploy/compose.yaml"
+TARGETS_FILE = "deploy/compose/prometheus-targets/cci.json"
+REGENERATE = "make compose"
+
+PROMETHEUS_IMAGE = "prom/prometheus:v3.7.0"
+GRAFANA_IMAGE = "grafana/grafana:12.2.1"
+
+NAMESPACE = "cci"
+WORKER_PORT = 6066  # the image's CCI_WEB_PORT; every worker has its own network address
+KAFKA_SERVICE = "kafka"
+KAFKA_PORT = 9092
+CONTROLLER_PORT = 9093
+# Published on the host beside, not over, a local broker of `make broker` on 9092.
+HOST_KAFKA_PORT = 19092
+TOPICS_SERVICE = "topics"
+# A fixed cluster id: the broker's storage is formatted once with it, on the first start of its
+# volume, and must be the same on every later start.
+CLUSTER_ID = "Y2NpLWNvbXBvc2UtMDAwMQ"
+
+# Settings of server.properties.in that name the local machine; the compose network has its own.
+_LOCAL_ONLY = {
+    "listeners",
+    "advertised.listeners",
+    "controller.quorum.bootstrap.servers",
+    "listener.security.protocol.map",
+    "log.dirs",
+}
+
+
+def _pom_kafka_version(root: Path) -> str:
+    pom = ET.parse(root / "deploy" / "local" / "pom.xml").getroot()
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    version = pom.findtext("m:properties/m:kafka.version", namespaces=ns)
+    if not version:
+        raise ValueError("deploy/local/pom.xml: no kafka.version property")
+    return version.strip()
+
+
+def kafka_image(root: Path = ROOT) -> str:
+    return f"apache/kafka:{_pom_kafka_version(root)}"
+
+
+def cci_image(root: Path = ROOT) -> str:
+    project = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))["project"]
+    return f"{project['name']}:{project['version']}"
+
+
+def _local_broker_settings(root: Path) -> dict[str, str]:
+    text = (root / "deploy" / "local" / "server.properties.in").read_text("utf-8")
+    settings: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, _, value = line.partition("=")
+        if key.strip() not in _LOCAL_ONLY:
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def kafka_env_name(key: str) -> str:
+    """The apache/kafka image's environment name of a broker setting: `_` doubled, `-` tripled,
+    `.` as `_`, upper case, prefixed `KAFKA_`."""
+    return "KAFKA_" + key.replace("_", "__").replace("-", "___").replace(".", "_").upper()
+
+
+def host_port(stage: str) -> int:
+    """The host port of `stage`'s worker: the port `cci worker --stage all` gives it
+    (`streams.worker.stage_port`), so URLs in the docs are the same either way."""
+    return WORKER_PORT + sorted(STAGES).index(stage)
+
+
+def _kafka(root: Path) -> dict[str, Any]:
+    settings = _local_broker_settings(root)
+    settings.update(
+        {
+            # Three listeners: the compose network, the KRaft controller, and the host, where
+            # the `cci` of a checkout can lodge declarations (KAFKA_BOOTSTRAP=127.0.0.1:19092).
+            "listeners": (
+                f"PLAINTEXT://:{KAFKA_PORT},CONTROLLER://:{CONTROLLER_PORT},"
+                f"HOST://:{HOST_KAFKA_PORT}"
+            ),
+            "advertised.listeners": (
+                f"PLAINTEXT://{KAFKA_SERVICE}:{KAFKA_PORT},HOST://127.0.0.1:{HOST_KAFKA_PORT}"
+            ),
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,HOST:PLAINTEXT"
+            ),
+            # Static voters: the image formats its storage without `--standalone`, which the
+            # dynamic quorum (`controller.quorum.bootstrap.servers`) of the local broker needs.
+            "controller.quorum.voters": f"{settings['node.id']}@{KAFKA_SERVICE}:{CONTROLLER_PORT}",
+            # The image's data volume, owned by its user.
+            "log.dirs": "/var/lib/kafka/data",
+        }
+    )
+    environment = {"CLUSTER_ID": CLUSTER_ID}
+    environment.update({kafka_env_name(k): v for k, v in settings.items()})
+    return {
+        "image": kafka_image(root),
+        "hostname": KAFKA_SERVICE,
+        "environment": environment,
+        "ports": [f"127.0.0.1:{HOST_KAFKA_PORT}:{HOST_KAFKA_PORT}"],
+        "volumes": ["kafka-data:/var/lib/kafka/data"],
+        "healthcheck": {
+            # An answer to an API versions request: the broker accepts clients, which a process
+            # that is merely up, or a port that is open, does not prove.
+            "test": [
+                "CMD",
+                "/opt/kafka/bin/kafka-broker-api-versions.sh",
+                "--bootstrap-server",
+                f"localhost:{KAFKA_PORT}",
+            ],
+            "interval": "10s",
+            "timeout": "20s",
+            "retries": 12,
+            "start_period": "30s",
+        },
+        "restart": "unless-stopped",
+    }
+
+
+def _cci(root: Path, command: list[str]) -> dict[str, Any]:
+    """A service of the worker image. Each gets its own dicts: one shared object would be
+    written as a YAML anchor, which tools that edit compose files handle poorly."""
+    return {
+        "image": cci_image(root),
+        "build": {"context": "..", "dockerfile": "Dockerfile"},
+        "command": command,
+        "environment": {
+            "KAFKA_BOOTSTRAP": f"{KAFKA_SERVICE}:{KAFKA_PORT}",
+            "CCI_NAMESPACE": NAMESPACE,
+        },
+    }
+
+
+def _after_topics() -> dict[str, Any]:
+    # Created by `topics` and not by Faust at start-up: a consumer whose metadata lacks a
+    # changelog topic is assigned none of its partitions (streams.topics.all_topics).
+    return {
+        KAFKA_SERVICE: {"condition": "service_healthy"},
+        TOPICS_SERVICE: {"condition": "service_completed_successfully"},
+    }
+
+
+def _topics(root: Path) -> dict[str, Any]:
+    service = _cci(root, ["topics", "create"])
+    service["depends_on"] = {KAFKA_SERVICE: {"condition": "service_healthy"}}
+    # Creates what is missing and exits; run again on every `up`, it creates nothing.
+    service["restart"] = "on-failure"
+    return service
+
+
+def _worker(root: Path, stage: str) -> dict[str, Any]:
+    service = _cci(root, ["worker", "--stage", stage])
+    service["depends_on"] = _after_topics()
+    service["ports"] = [f"127.0.0.1:{host_port(stage)}:{WORKER_PORT}"]
+    # The table state survives a restart of the container; the worker itself discards it when
+    # the last one did not stop cleanly (streams.worker.prepare_state_dir).
+    service["volumes"] = [f"{stage}-state:/var/lib/cci"]
+    service["healthcheck"] = {
+        "test": [
+            "CMD",
+            "python",
+            "-c",
+            "import urllib.request; "
+            f"urllib.request.urlopen('http://127.0.0.1:{WORKER_PORT}/ready', timeout=4)",
+        ],
+        "interval": "15s",
+        "timeout": "5s",
+        "retries": 3,
+        "start_period": "60s",
+    }
+    service["restart"] = "unless-stopped"
+    # Time for the open transaction to commit and the clean-shutdown marker to be written.
+    service["stop_grace_period"] = "30s"
+    return service
+
+
+def _tool(root: Path, command: list[str]) -> dict[str, Any]:
+    service = _cci(root, command)
+    service["depends_on"] = _after_topics()
+    service["restart"] = "unless-stopped"
+    return service
+
+
+def services(root: Path = ROOT) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = {
+        KAFKA_SERVICE: _kafka(root),
+        TOPICS_SERVICE: _topics(root),
+    }
+    for stage in STAGES:
+        result[stage] = _worker(root, stage)
+    # Event time (spec §8): without ticks no COP timeout nor lapse ever fires.
+    result["clock"] = _tool(root, ["clock", "--interval", "1s"])
+    # The customs office of presentation: without it every forwarded declaration waits.
+    result["cop-simulator"] = _tool(root, ["simulate-cop"])
+    result["prometheus"] = {
+        "image": PROMETHEUS_IMAGE,
+        # The project's configuration as is; its relative paths (rules/, targets/) resolve
+        # against the directory of the configuration file.
+        "volumes": [
+            "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+            "./prometheus/rules:/etc/prometheus/rules:ro",
+            "./compose/prometheus-targets:/etc/prometheus/targets:ro",
+        ],
+        "ports": ["127.0.0.1:9090:9090"],
+        "restart": "unless-stopped",
+    }
+    result["grafana"] = {
+        "image": GRAFANA_IMAGE,
+        "environment": {
+            # Browsing the boards needs no account on a machine of one's own; editing them
+            # still does (and provisioned boards are edited as code anyway).
+            "GF_AUTH_ANONYMOUS_ENABLED": "true",
+            "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer",
+        },
+        "volumes": [
+            "./grafana/provisioning:/etc/grafana/provisioning:ro",
+            "./grafana/dashboards:/var/lib/grafana/dashboards/cci:ro",
+        ],
+        "ports": ["127.0.0.1:3000:3000"],
+        "depends_on": {"prometheus": {"condition": "service_started"}},
+        "restart": "unless-stopped",
+    }
+    return result
+
+
+def compose(root: Path = ROOT) -> dict[str, Any]:
+    return {
+        "name": "cci",
+        "services": services(root),
+        "volumes": {name: {} for name in ["kafka-data", *(f"{s}-state" for s in STAGES)]},
+    }
+
+
+def targets() -> list[dict[str, Any]]:
+    """The file-discovery targets of `deploy/prometheus/prometheus.yml` on the compose network,
+    with the labels `make run` gives its workers."""
+    return [
+        {
+            "targets": [f"{s}:{WORKER_PORT}" for s in STAGES],
+            "labels": {"namespace": NAMESPACE},
+        }
+    ]
+
+
+_HEADER = """\
+# Generated by streams/compose.py from the stage catalogue (streams/topics.py): edit the code and
+# run `{regenerate}`, never this file; a unit test fails when it is stale.
+#
+# The whole pipeline on one machine: a KRaft Kafka broker, the topics, one worker per stage, the
+# clock, the simulated customs office of presentation, Prometheus with the project's alert rules
+# and Grafana with its dashboards.
+#
+#   docker compose -f deploy/compose.yaml up --build -d
+#   .venv/bin/cci generate --count 100 | KAFKA_BOOTSTRAP=127.0.0.1:{host_kafka} \\
+#       .venv/bin/cci publish declaration.lodged -
+#   curl http://127.0.0.1:{decision_port}/declarations/<MRN>   # the decision worker's status query
+#   Prometheus http://127.0.0.1:9090, Grafana http://127.0.0.1:3000
+#   docker compose -f deploy/compose.yaml down -v   # -v: also forget every event and table
+#
+# Workers start once the broker answers and `topics` has created the namespace's topics.
+# Worker ports on the host: {ports}.
+"""
+
+
+def _yaml(document: dict[str, Any]) -> str:
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100)
+
+
+def render(root: Path = ROOT) -> dict[str, str]:
+    """Path relative to the repository → text of every generated file, the same bytes for the
+    same code and inputs."""
+    header = _HEADER.format(
+        regenerate=REGENERATE,
+        host_kafka=HOST_KAFKA_PORT,
+        decision_port=host_port("decision") if "decision" in STAGES else WORKER_PORT,
+        ports=", ".join(f"{s} {host_port(s)}" for s in sorted(STAGES)),
+    )
+    return {
+        COMPOSE_FILE: header + "\n" + _yaml(compose(root)),
+        TARGETS_FILE: json.dumps(targets(), indent=2) + "\n",
+    }
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """The files of `render()` that are missing under `root` or differ from it."""
+    return [
+        name
+        for name, text in render(root).items()
+        if not (root / name).is_file() or (root / name).read_text("utf-8") != text
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m streams.compose",
+        description=f"Write {COMPOSE_FILE} and the Prometheus targets of the compose network.",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when a file is stale"
+    )
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="repository to read from and write to"
+    )
+    args = parser.parse_args(argv)
+    root: Path = args.root
+    if args.check:
+        names = stale(root)
+        if names:
+            print(f"stale compose file: {', '.join(names)}: run `{REGENERATE}`", file=sys.stderr)
+            return 1
+        return 0
+    for name, text in render(root).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

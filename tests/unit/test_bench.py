@@ -1,0 +1,229 @@
+"""The pure parts of the benchmark: machine facts, /proc parsing, saturation, ratios, reports.
+Nothing here times anything: speed is measured by `make bench`, never asserted in tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streams.bench import procstat
+from streams.bench.cli import parse_rates
+from streams.bench.machine import cpu_model, describe, memory_total_bytes
+from streams.bench.micro import MicroResult
+from streams.bench.report import bench_markdown, bench_report, micro_markdown, micro_report, write
+from streams.bench.results import (
+    CeilingResult,
+    StepResult,
+    ceiling_ratios,
+    framework_ceiling,
+    group_lag,
+    latency_summary,
+    peak,
+    saturation,
+)
+from streams.cli import CliError
+
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu vme
+
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Processor
+"""
+ARM_CPUINFO = "processor\t: 0\nBogoMIPS\t: 108.00\n\nHardware\t: BCM2835\nModel\t: Raspberry Pi 4\n"
+MACHINE = {"cores": 2, "cpu_model": "Test CPU", "python": "3.11.7", "git_commit": "abc123"}
+
+
+def test_cpu_model_reads_the_first_model_name() -> None:
+    assert cpu_model(CPUINFO) == "Intel(R) Xeon(R) Processor"
+
+
+def test_cpu_model_falls_back_to_the_board_model_on_arm() -> None:
+    assert cpu_model(ARM_CPUINFO) == "Raspberry Pi 4"
+    assert cpu_model("processor : 0\n") is None
+
+
+def test_memory_total_in_bytes() -> None:
+    assert memory_total_bytes("MemTotal:       24000000 kB\nMemFree: 1 kB\n") == 24000000 * 1024
+    assert memory_total_bytes("nothing") is None
+
+
+def test_describe_names_cores_model_and_commit() -> None:
+    line = describe(MACHINE)
+    assert "2 cores" in line and "Test CPU" in line and "abc123" in line
+
+
+def test_parse_stat_counts_fields_after_the_last_parenthesis() -> None:
+    # A command name with spaces and a parenthesis must not shift the fields.
+    line = "4242 (py (x) thon) S 17 4242 4242 0 -1 4194304 100 0 0 0 250 50 3 4 20 0 5 0 1 2 3"
+    parsed = procstat.parse_stat(line)
+    assert (parsed.pid, parsed.ppid, parsed.user_ticks, parsed.system_ticks) == (4242, 17, 250, 50)
+    assert parsed.cpu_seconds == pytest.approx(300 / procstat.TICKS)
+
+
+def test_stage_of_a_worker_command_line() -> None:
+    assert procstat.stage_of(["python", "-m", "streams.cli", "worker", "--stage", "risk"]) == "risk"
+    assert procstat.stage_of(["python", "-m", "streams.cli", "worker"]) is None
+
+
+def test_own_process_is_readable() -> None:
+    found = procstat.stat(__import__("os").getpid())
+    assert found is not None and found.cpu_seconds >= 0
+
+
+def test_latency_summary_uses_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert latency_summary(values) == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
+    assert latency_summary([]) is None
+    # Nearest rank never interpolates: the answer is one of the values.
+    assert latency_summary([10.0, 1000.0]) == {"p50": 10.0, "p95": 1000.0, "p99": 1000.0}
+
+
+def step(rate: float, lodged: int, decided: int, **extra: object) -> StepResult:
+    return StepResult(rate=rate, seconds=10.0, lodged=lodged, decided=decided, **extra)  # type: ignore[arg-type]
+
+
+def test_no_saturation_while_decided_follows_offered() -> None:
+    steps = [step(50, 500, 400), step(100, 1000, 790), step(200, 2000, 1560)]
+    assert saturation(steps) is None
+
+
+def test_saturation_when_decided_share_falls() -> None:
+    steps = [step(50, 500, 400), step(100, 1000, 800), step(200, 2000, 1000)]
+    reason = saturation(steps)
+    assert reason is not None and "decided 100/s" in reason
+
+
+def test_saturation_when_a_stage_ends_far_behind() -> None:
+    steps = [
+        step(50, 500, 400),
+        step(100, 1000, 800, lag={"intake": 20, "risk": 3000}, inputs={"risk": 900}),
+    ]
+    reason = saturation(steps)
+    assert reason is not None and reason.startswith("risk ended the step 3000 inputs behind")
+
+
+def test_a_small_backlog_is_not_saturation() -> None:
+    steps = [step(50, 500, 400, lag={"intake": 100, "decision": 300}, inputs={"decision": 2500})]
+    assert saturation(steps) is None
+
+
+def test_saturation_when_the_generator_falls_short() -> None:
+    reason = saturation([step(3200, 20000, 16000)])
+    assert reason is not None and "load generator" in reason
+
+
+def test_first_step_alone_is_judged_by_backlog_only() -> None:
+    assert saturation([step(50, 500, 100)]) is None
+    assert saturation([]) is None
+
+
+def test_peak_is_the_step_deciding_most() -> None:
+    steps = [step(50, 500, 400), step(100, 1000, 800), step(200, 2000, 700)]
+    best = peak(steps)
+    assert best is not None and best.rate == 100
+    assert peak([]) is None
+
+
+def ceilings() -> list[CeilingResult]:
+    return [
+        CeilingResult("client", "loop", "at-least-once", 1001, 0.5, 1.0, 0.4, 1000),
+        CeilingResult("faust-eos", "agent", "exactly-once", 1001, 2.0, 8.0, 2.5, 1000),
+        CeilingResult("faust-alo", "bare", "at-least-once", 1001, 1.6, 8.0, 2.0, 1000),
+    ]
+
+
+def test_ceiling_rates() -> None:
+    client = ceilings()[0]
+    assert client.per_second == pytest.approx(2000.0)
+    assert client.per_cpu_second == pytest.approx(2500.0)
+    assert CeilingResult("x", "", "").per_second == 0.0
+
+
+def test_framework_ceiling_prefers_the_stages_guarantee() -> None:
+    found = framework_ceiling(ceilings())
+    assert found is not None and found.name == "faust-eos"
+    alo = framework_ceiling([ceilings()[2]])
+    assert alo is not None and alo.name == "faust-alo"
+    assert framework_ceiling([ceilings()[0]]) is None
+
+
+def test_stage_ratios_against_the_framework_ceiling() -> None:
+    steps = [
+        step(
+            50,
+            500,
+            400,
+            inputs={"intake": 500, "risk": 450, "cop-simulator": 900},
+            cpu_seconds={"intake": 2.0},
+        ),
+        step(100, 1000, 800, inputs={"intake": 1000, "risk": 900}, cpu_seconds={"intake": 5.0}),
+    ]
+    ratios = ceiling_ratios(steps, framework_ceiling(ceilings()))
+    assert ratios["intake"]["inputs_per_second"] == 100.0
+    assert ratios["intake"]["of_ceiling"] == pytest.approx(0.2)
+    assert ratios["intake"]["inputs_per_cpu_second"] == 200.0
+    assert ratios["intake"]["of_ceiling_per_cpu_second"] == pytest.approx(0.5)
+    assert "inputs_per_cpu_second" not in ratios["risk"]  # its CPU was not measured
+    assert "cop-simulator" not in ratios
+    assert ceiling_ratios(steps, None) == {}
+
+
+def test_group_lag_counts_uncommitted_partitions_from_zero() -> None:
+    ends = {("t", 0): 10, ("t", 1): 5, ("u", 0): 7}
+    assert group_lag({("t", 0): 8, ("t", 1): 5}, ends) == 2 + 0 + 7
+    assert group_lag({("t", 0): 12}, {("t", 0): 10}) == 0
+
+
+def test_parse_rates() -> None:
+    assert parse_rates("50, 100,200") == [50.0, 100.0, 200.0]
+    for bad in ("", "0,10", "100,50", "a,b", "10,10"):
+        with pytest.raises(CliError):
+            parse_rates(bad)
+
+
+def test_bench_report_json_markdown_and_png(tmp_path: Path) -> None:
+    steps = [
+        step(
+            50,
+            500,
+            400,
+            outcomes={"released": 300, "rejected": 100},
+            latencies_ms=[100.0, 200.0, 900.0],
+            cpu_seconds={"intake": 2.0, "broker": 1.0},
+            inputs={"intake": 500},
+            lag={"intake": 0, "decision": 12},
+        ),
+        step(100, 1000, 500, latencies_ms=[300.0], saturated="decided 50/s"),
+    ]
+    document = bench_report(MACHINE, {"budget_seconds": 60}, ceilings(), steps, "saturated", 12.0)
+    assert document["peak"]["rate"] == 100  # 50 decided/s against 40 at the first step
+    assert document["steps"][0]["latency_ms"] == {"p50": 200.0, "p95": 900.0, "p99": 900.0}
+    assert document["steps"][0]["cpu_share_of_one_core"] == {"intake": 0.2, "broker": 0.1}
+    assert document["framework_ceiling"] == "faust-eos"
+    assert "latencies_ms" not in document["steps"][0]
+    markdown = bench_markdown(document)
+    assert "| 50 (50) | 40 | 200 | 900 | 900 |" in markdown
+    assert "decision 12" in markdown and "Test CPU" in markdown
+    written = write(document, markdown, "run", tmp_path)
+    assert [p.name for p in written] == ["run.json", "run.md", "run.png"]
+    assert json.loads(written[0].read_text())["machine"]["cores"] == 2
+    assert written[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ceilings_only_report_has_no_png(tmp_path: Path) -> None:
+    document = bench_report(MACHINE, {}, ceilings(), [], "ceilings only", 0.0)
+    written = write(document, bench_markdown(document), "c", tmp_path)
+    assert [p.name for p in written] == ["c.json", "c.md"]
+
+
+def test_micro_report() -> None:
+    results = [MicroResult("validation", "rules", 1000, 0.5, 0.6)]
+    described = {"declarations": 100, "valid": 90, "seed": 7, "mean_encoded_bytes": 500.0}
+    document = micro_report(MACHINE, results, described)
+    row = document["results"][0]
+    assert row["per_core_per_second"] == 2000.0 and row["cpu_micros_per_operation"] == 500.0
+    assert "| validation | rules | 2000 | 500.0 | 1667 |" in micro_markdown(document)
