@@ -492,19 +492,28 @@ class Watch:
 
 
 def wait_for_groups(
-    settings: Settings, groups: Sequence[str], deadline: float, alive: Callable[[], bool]
+    settings: Settings,
+    groups: Sequence[str],
+    deadline: float,
+    alive: Callable[[], bool],
+    members: Mapping[str, int] | None = None,
 ) -> bool:
-    """Whether every consumer group is stable with a member before the deadline (and before
-    the workers stop): a worker that has joined its group holds its partitions and is about to
-    read them."""
+    """Whether every consumer group is stable with a member (with `members[group]` of them, if
+    given) before the deadline (and before the workers stop): a worker that has joined its
+    group holds its partitions and is about to read them."""
     admin = admin_client(settings)
+    wanted = members or {}
     while time.monotonic() < deadline and alive():
         futures = admin.describe_consumer_groups(list(groups), request_timeout=5)
         try:
             described = [future.result() for future in futures.values()]
         except KafkaException:
             described = []  # a group not known yet: not ready
-        if described and all(g.state == ConsumerGroupState.STABLE and g.members for g in described):
+        if described and all(
+            g.state == ConsumerGroupState.STABLE
+            and len(g.members) >= max(1, wanted.get(g.group_id, 1))
+            for g in described
+        ):
             return True
         time.sleep(0.5)
     return False

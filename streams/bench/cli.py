@@ -1,5 +1,6 @@
 """`cci bench` (the steps and ceilings, needs the broker), `cci bench ceilings` (the ceilings
-alone) and `cci bench micro` (pure functions, no broker). Added to the `cci` app by
+alone), `cci bench scaling` (the steps once per worker count, compared) and `cci bench micro`
+(pure functions, no broker). Added to the `cci` app by
 `register(app)` from `streams.cli`; errors follow its rule: one line on stderr, exit 2.
 """
 
@@ -9,13 +10,20 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from streams.bench.results import MAX_WORKERS
+
+if TYPE_CHECKING:
+    from streams.bench.steps import StepsRun
+    from streams.config import Settings
+
 bench_app = typer.Typer(
-    help="Measure the pipeline: steps of offered load and ceilings (make bench), or the pure "
-    "functions per core (make bench-micro). Results in bench/results/.",
+    help="Measure the pipeline: steps of offered load and ceilings (make bench), the steps per "
+    "worker count (bench scaling), or the pure functions per core (make bench-micro). Results "
+    "in bench/results/.",
     invoke_without_command=True,
 )
 
@@ -26,6 +34,18 @@ OutputOpt = Annotated[
 # The share of the budget the ceilings may take, at most; the steps get the rest.
 CEILING_SHARE = 0.3
 CEILING_MAX_SECONDS = 240.0
+
+StepSecondsOpt = Annotated[
+    float, typer.Option("--step-seconds", min=2.0, help="seconds each rate is offered")
+]
+RatesOpt = Annotated[
+    str, typer.Option("--rates", help="offered declarations per second, increasing")
+]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="prefix of the run's namespaces")
+]
+DEFAULT_RATES = "50,100,200,400,800,1600,3200"
+WORKERS_HELP = "worker processes per stage, sharing its consumer group and partitions"
 
 
 def parse_rates(text: str) -> list[float]:
@@ -39,6 +59,52 @@ def parse_rates(text: str) -> list[float]:
     if not rates or any(r <= 0 for r in rates) or rates != sorted(set(rates)):
         fail(f"--rates {text!r}: use increasing positive numbers, e.g. 50,100,200")
     return rates
+
+
+def parse_worker_counts(text: str) -> list[int]:
+    """`1,2` → [1, 2]: at least two counts to compare, increasing, each 1 to MAX_WORKERS."""
+    from streams.cli import fail
+
+    message = (
+        f"--workers {text!r}: use two or more increasing counts from 1 to {MAX_WORKERS}, e.g. 1,2"
+    )
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(message)
+    if (
+        len(counts) < 2
+        or counts != sorted(set(counts))
+        or not 1 <= counts[0] <= counts[-1] <= MAX_WORKERS
+    ):
+        fail(message)
+    return counts
+
+
+def steps_config(
+    budget: float,
+    step_seconds: float,
+    rates: list[float],
+    workers: int,
+    settings: Settings,
+    run: StepsRun,
+    began: float,
+) -> dict[str, Any]:
+    """What a stepped run was asked and ran with, for its JSON document."""
+    return {
+        "budget_seconds": budget,
+        "step_seconds": step_seconds,
+        "rates": rates,
+        "workers": workers,
+        "partitions": settings.partitions,
+        "commit_interval": settings.commit_interval,
+        "bootstrap": settings.bootstrap,
+        "broker_cpu_measured": run.broker_pid is not None,
+        "elapsed_seconds": round(time.monotonic() - began, 1),
+        # Others share the cores: a load above the core count at the end says the run was
+        # starved, whatever it measured.
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def _namespace(prefix: str | None) -> str:
@@ -65,18 +131,15 @@ def bench(
     budget: Annotated[
         float, typer.Option("--budget", min=60.0, help="seconds the whole run may take")
     ] = 600.0,
-    step_seconds: Annotated[
-        float, typer.Option("--step-seconds", min=2.0, help="seconds each rate is offered")
-    ] = 20.0,
-    rates: Annotated[
-        str, typer.Option("--rates", help="offered declarations per second, increasing")
-    ] = "50,100,200,400,800,1600,3200",
+    step_seconds: StepSecondsOpt = 20.0,
+    rates: RatesOpt = DEFAULT_RATES,
     ceiling_count: Annotated[
         int, typer.Option("--ceiling-count", min=10, help="messages each ceiling hop takes")
     ] = 5000,
-    namespace: Annotated[
-        str | None, typer.Option("--namespace", "-n", help="prefix of the run's namespaces")
-    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=MAX_WORKERS, help=WORKERS_HELP)
+    ] = 1,
+    namespace: NamespaceOpt = None,
     output_dir: OutputOpt = None,
 ) -> None:
     """Offer generated load at increasing rates to the real stages until saturation, and
@@ -104,27 +167,20 @@ def bench(
         console.print(line, highlight=False)
 
     machine = machine_info()
-    log(f"bench on {steps_settings.bootstrap}, budget {budget:.0f} s, namespaces {name}-c/-s")
+    log(
+        f"bench on {steps_settings.bootstrap}, budget {budget:.0f} s, {workers} worker(s) per "
+        f"stage, namespaces {name}-c/-s"
+    )
     ceilings = run_ceilings(
         ceiling_settings,
         ceiling_count,
         time.monotonic() + min(CEILING_SHARE * budget, CEILING_MAX_SECONDS),
         log=log,
     )
-    run = run_steps(steps_settings, parsed, step_seconds, deadline, log=log)
+    run = run_steps(steps_settings, parsed, step_seconds, deadline, log=log, workers=workers)
     config = {
-        "budget_seconds": budget,
-        "step_seconds": step_seconds,
-        "rates": parsed,
+        **steps_config(budget, step_seconds, parsed, workers, steps_settings, run, began),
         "ceiling_count": ceiling_count,
-        "partitions": steps_settings.partitions,
-        "commit_interval": steps_settings.commit_interval,
-        "bootstrap": steps_settings.bootstrap,
-        "broker_cpu_measured": run.broker_pid is not None,
-        "elapsed_seconds": round(time.monotonic() - began, 1),
-        # Others share the cores: a load above the core count at the end says the run was
-        # starved, whatever it measured.
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     document = rp.bench_report(
         machine, config, ceilings, run.steps, run.stopped_because, run.startup_seconds
@@ -132,6 +188,77 @@ def bench(
     markdown = rp.bench_markdown(document)
     written = rp.write(document, markdown, rp.stem(machine), output_dir or rp.RESULTS_DIR)
     _show(document, written)
+
+
+@bench_app.command("scaling")
+def scaling_command(
+    workers: Annotated[
+        str,
+        typer.Option("--workers", help="worker counts per stage to compare, increasing"),
+    ] = "1,2",
+    budget: Annotated[
+        float,
+        typer.Option("--budget", min=60.0, help="seconds the whole comparison may take"),
+    ] = 900.0,
+    step_seconds: StepSecondsOpt = 20.0,
+    rates: RatesOpt = DEFAULT_RATES,
+    namespace: NamespaceOpt = None,
+    output_dir: OutputOpt = None,
+) -> None:
+    """The steps once per worker count (no ceilings), one after the other within the budget,
+    and a comparison: where each saturated, its peak decided/s, the ratios to the first."""
+    from rich.console import Console
+
+    from streams.bench import report as rp
+    from streams.bench.machine import machine_info
+    from streams.bench.steps import run_steps
+    from streams.cli import _require_broker, load_settings
+
+    counts = parse_worker_counts(workers)
+    parsed = parse_rates(rates)
+    began = time.monotonic()
+    deadline = began + budget
+    name = _namespace(namespace)
+    settings = load_settings(f"{name}-w{counts[0]}")
+    _require_broker(settings)
+    console = Console(stderr=True)
+
+    def log(line: str) -> None:
+        console.print(line, highlight=False)
+
+    machine = machine_info()
+    directory = output_dir or rp.RESULTS_DIR
+    log(f"bench scaling on {settings.bootstrap}, budget {budget:.0f} s, workers {counts}")
+    runs: list[tuple[dict[str, Any], str]] = []
+    written: list[Path] = []
+    for position, count in enumerate(counts):
+        run_began = time.monotonic()
+        # An equal share of what is left: time a run did not use (it saturated early) goes to
+        # the runs after it.
+        share = (deadline - run_began) / (len(counts) - position)
+        run_settings = load_settings(f"{name}-w{count}")
+        run = run_steps(run_settings, parsed, step_seconds, run_began + share, log, workers=count)
+        config = steps_config(share, step_seconds, parsed, count, run_settings, run, run_began)
+        document = rp.bench_report(
+            machine, config, [], run.steps, run.stopped_because, run.startup_seconds
+        )
+        run_stem = rp.stem(machine, f"bench-w{count}")
+        written += rp.write(document, rp.bench_markdown(document), run_stem, directory)
+        runs.append((document, run_stem))
+    config = {
+        "budget_seconds": budget,
+        "step_seconds": step_seconds,
+        "rates": parsed,
+        "workers": counts,
+        "partitions": settings.partitions,
+        "bootstrap": settings.bootstrap,
+        "elapsed_seconds": round(time.monotonic() - began, 1),
+    }
+    comparison = rp.scaling_report(machine, config, runs)
+    written += rp.write(
+        comparison, rp.scaling_markdown(comparison), rp.stem(machine, "scaling"), directory
+    )
+    _show(comparison, written)
 
 
 @bench_app.command("ceilings")

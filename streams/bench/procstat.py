@@ -8,7 +8,6 @@ exact over a step, whatever the step's length.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,38 +59,6 @@ def cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def _pids() -> Iterable[int]:
-    try:
-        return [int(p.name) for p in PROC.iterdir() if p.name.isdigit()]
-    except OSError:
-        return []
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of `pid`."""
-    return sorted(p for p in _pids() if (s := stat(p)) is not None and s.ppid == pid)
-
-
-def stage_of(args: list[str]) -> str | None:
-    """The stage a `cci worker --stage S` command line runs."""
-    for flag in ("--stage", "-s"):
-        if flag in args:
-            index = args.index(flag) + 1
-            if index < len(args):
-                return args[index]
-    return None
-
-
-def stage_workers(parent: int) -> dict[str, int]:
-    """Stage → pid of the worker processes `cci worker --stage all` (pid `parent`) started."""
-    found: dict[str, int] = {}
-    for child in children(parent):
-        stage = stage_of(cmdline(child))
-        if stage is not None and stage != "all":
-            found[stage] = child
-    return found
 
 
 def local_broker_pid(pid_file: Path = ROOT / ".local" / "kafka" / "kafka.pid") -> int | None:

@@ -2,8 +2,9 @@
 PNG of decided/s and latency against offered load, with the ceilings as horizontal lines.
 
 The files go to `bench/results/<stem>.{json,md,png}`, the stem being the UTC time of the run
-and the commit. The picture is drawn on matplotlib's Agg canvas without pyplot, like
-`cci report`: no display and no global state.
+and the commit; `cci bench scaling` adds a comparison of runs with different worker counts
+(`scaling-<stem>.{json,md}`) beside the runs' own files. The picture is drawn on matplotlib's
+Agg canvas without pyplot, like `cci report`: no display and no global state.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ DECIDED_DEFINITION = (
     "decisions (released, not-released, rejected) whose Kafka timestamp falls within the step, "
     "per second of the step"
 )
+SATURATION = (
+    "saturated_at: the asked rate of the first step where decided/s stopped following the "
+    "offered rate or a stage ended far behind (None: not reached before the run stopped); "
+    "kept_up_to: the highest asked rate before it"
+)
+# The processes of a run that are not the stages' own workers.
+NOT_STAGES = ("broker", "bench", "cop-simulator")
 
 
 def stem(machine: Mapping[str, Any], kind: str = "bench") -> str:
@@ -86,6 +94,15 @@ def micro_report(
     }
 
 
+def workers_per_stage(report: Mapping[str, Any]) -> int:
+    """The worker processes per stage of a run; files written before `--workers` had one."""
+    return int(report.get("config", {}).get("workers", 1))
+
+
+def _workers_text(count: int) -> str:
+    return f"{count} worker{'s' if count > 1 else ''} per stage"
+
+
 def _ms(latency: Mapping[str, float] | None, key: str) -> str:
     return "-" if not latency else f"{latency[key]:.0f}"
 
@@ -110,14 +127,15 @@ def bench_markdown(report: Mapping[str, Any]) -> str:
         )
     steps = report["steps"]
     processes = sorted({k for s in steps for k in s["cpu_share_of_one_core"]})
+    workers = workers_per_stage(report)
     lines += [
         "",
-        "## Steps of offered load",
+        f"## Steps of offered load ({_workers_text(workers)})",
         "",
         f"Latency: {report['definitions']['latency']}. Decided/s: "
-        f"{report['definitions']['decided_per_second']}. CPU: share of one core over the step. "
-        "Backlog: inputs not committed by each group at the end of the step (transaction "
-        "markers included).",
+        f"{report['definitions']['decided_per_second']}. CPU: share of one core over the step, "
+        "a stage's worker processes summed. Backlog: inputs not committed by each group at the "
+        "end of the step (transaction markers included).",
         "",
         "| offered/s (asked) | decided/s | p50 ms | p95 ms | p99 ms | undecided "
         + "".join(f"| CPU {p} " for p in processes)
@@ -134,6 +152,8 @@ def bench_markdown(report: Mapping[str, Any]) -> str:
             + "".join(f"| {s['cpu_share_of_one_core'].get(p, 0):.2f} " for p in processes)
             + f"| {backlog} | {s['saturated'] or ''} |"
         )
+    if workers > 1 and steps:
+        lines += _per_worker_lines(steps)
     ratios = report["stages_against_framework_ceiling"]
     if ratios:
         lines += [
@@ -148,6 +168,138 @@ def bench_markdown(report: Mapping[str, Any]) -> str:
                 f"| {stage} | {r['inputs_per_second']:.0f} | {r['of_ceiling']:.0%} "
                 f"| {r.get('inputs_per_cpu_second', 0):.0f} "
                 f"| {r.get('of_ceiling_per_cpu_second', 0):.0%} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _per_worker_lines(steps: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Inputs and CPU of each copy of each stage: whether the group shared its partitions."""
+    stages = sorted({k for s in steps for k in s.get("worker_inputs", {})})
+    lines = [
+        "",
+        "### Per worker process",
+        "",
+        "Inputs handled by each copy of a stage (its own /metrics), and in brackets its share "
+        "of one core; a copy with no inputs held no partition.",
+        "",
+        "| asked/s " + "".join(f"| {stage} " for stage in stages) + "|",
+        "|---:" + "|---" * len(stages) + "|",
+    ]
+    for s in steps:
+        cells = []
+        for stage in stages:
+            inputs = s.get("worker_inputs", {}).get(stage)
+            cpu = s.get("worker_cpu_seconds", {}).get(stage)
+            if not inputs:
+                cells.append("-")
+                continue
+            shares = [f"{v / s['seconds']:.2f}" for v in cpu] if cpu and s["seconds"] > 0 else []
+            cells.append(
+                " / ".join(str(n) for n in inputs) + (f" ({' / '.join(shares)})" if shares else "")
+            )
+        lines.append(f"| {s['rate']:g} " + "".join(f"| {c} " for c in cells) + "|")
+    return lines
+
+
+def scaling_report(
+    machine: Mapping[str, Any],
+    config: Mapping[str, Any],
+    runs: Sequence[tuple[Mapping[str, Any], str]],
+) -> dict[str, Any]:
+    """The comparison of `cci bench scaling`: per run (a bench document and the stem of its
+    files), where it saturated and its peak, and each run's ratios to the first (the fewest
+    workers)."""
+    rows = [_scaling_row(document, name) for document, name in runs]
+    ratios: dict[str, dict[str, float | None]] = {}
+    if rows:
+        base = rows[0]
+        for row in rows[1:]:
+            ratios[f"{row['workers']}/{base['workers']}"] = {
+                key: _ratio(row[key], base[key])
+                for key in ("peak_decided_per_second", "saturated_at", "kept_up_to")
+            }
+    return {
+        "kind": "scaling",
+        "machine": dict(machine),
+        "config": dict(config),
+        "definitions": {"decided_per_second": DECIDED_DEFINITION, "saturation": SATURATION},
+        "runs": rows,
+        "ratios": ratios,
+    }
+
+
+def _scaling_row(document: Mapping[str, Any], name: str) -> dict[str, Any]:
+    steps = document["steps"]
+    saturated = next((s for s in steps if s["saturated"]), None)
+    kept = [s["rate"] for s in steps if not s["saturated"]]
+    best = document.get("peak")
+    at_peak = next((s for s in steps if best and s["rate"] == best["rate"]), None)
+    return {
+        "workers": workers_per_stage(document),
+        "file": name,
+        "steps": len(steps),
+        "saturated_at": None if saturated is None else saturated["rate"],
+        "kept_up_to": max(kept) if kept else None,
+        "peak_rate": None if best is None else best["rate"],
+        "peak_decided_per_second": None if best is None else best["decided_per_second"],
+        # The stages' own cores at the peak, so that a ratio below the worker count can be
+        # told apart from cores that were all busy already.
+        "stages_cores_at_peak": None
+        if at_peak is None
+        else round(
+            sum(v for k, v in at_peak["cpu_share_of_one_core"].items() if k not in NOT_STAGES),
+            2,
+        ),
+        "stopped_because": document["stopped_because"],
+        "startup_seconds": document["startup_seconds"],
+        "load_average_at_end": document["config"].get("load_average_at_end"),
+    }
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    return None if value is None or not base else round(value / base, 2)
+
+
+def _or_dash(value: Any, spec: str = "") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def scaling_markdown(report: Mapping[str, Any]) -> str:
+    config = report["config"]
+    lines = [
+        "# CCI benchmark: worker processes per stage",
+        "",
+        f"Machine: {describe(report['machine'])}.",
+        f"Runs one after the other in fresh namespaces, the same rates "
+        f"({', '.join(f'{r:g}' for r in config['rates'])}/s, {config['step_seconds']:g} s each) "
+        f"within one budget of {config['budget_seconds']:g} s; {config['partitions']} partitions "
+        "per topic, shared by a stage's workers (one consumer group). Decided/s: "
+        f"{report['definitions']['decided_per_second']}. {report['definitions']['saturation']}.",
+        "",
+        "| workers per stage | saturated at (asked/s) | kept up to (asked/s) | peak decided/s "
+        "| at asked/s | stages' cores at peak | load average at end | stopped | files |",
+        "|---:|---:|---:|---:|---:|---:|---|---|---|",
+    ]
+    for r in report["runs"]:
+        load = r["load_average_at_end"]
+        lines.append(
+            f"| {r['workers']} | {_or_dash(r['saturated_at'], 'g')} "
+            f"| {_or_dash(r['kept_up_to'], 'g')} | {_or_dash(r['peak_decided_per_second'], '.0f')} "
+            f"| {_or_dash(r['peak_rate'], 'g')} | {_or_dash(r['stages_cores_at_peak'], '.2f')} "
+            f"| {' '.join(str(x) for x in load) if load else '-'} | {r['stopped_because']} "
+            f"| {r['file']} |"
+        )
+    if report["ratios"]:
+        lines += [
+            "",
+            "| ratio | peak decided/s | saturated at | kept up to |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, ratio in report["ratios"].items():
+            lines.append(
+                f"| {name} workers | {_or_dash(ratio['peak_decided_per_second'], '.2f')} "
+                f"| {_or_dash(ratio['saturated_at'], '.2f')} "
+                f"| {_or_dash(ratio['kept_up_to'], '.2f')} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -201,7 +353,11 @@ def render(report: Mapping[str, Any], path: Path) -> None:
                 label=f"ceiling {c['name']} ({c['guarantee']}): {c['per_second']:.0f} msg/s",
             )
     top.set_ylabel("per second")
-    top.set_title(f"CCI benchmark — {describe(report['machine'])}", fontsize=9)
+    top.set_title(
+        f"CCI benchmark, {_workers_text(workers_per_stage(report))} — "
+        f"{describe(report['machine'])}",
+        fontsize=9,
+    )
     top.legend(fontsize=8, loc="upper left")
     for key, colour in (("p50", "#2ca02c"), ("p95", "#ff7f0e"), ("p99", "#d62728")):
         points = [(s["offered_per_second"], s["latency_ms"][key]) for s in steps if s["latency_ms"]]
@@ -246,6 +402,8 @@ def console_tables(report: Mapping[str, Any]) -> list[Any]:
                 r["name"], f"{r['per_core_per_second']:.0f}", f"{r['cpu_micros_per_operation']:.1f}"
             )
         return [table]
+    if report["kind"] == "scaling":
+        return [_scaling_table(report)]
     ceilings = Table(title=f"ceilings — {describe(report['machine'])}", title_justify="left")
     for column in ("hop", "guarantee", "msg/s", "per CPU s"):
         ceilings.add_column(column, justify="right" if "/" in column or "CPU" in column else "left")
@@ -255,7 +413,10 @@ def console_tables(report: Mapping[str, Any]) -> list[Any]:
         )
     tables.append(ceilings)
     if report["steps"]:
-        steps = Table(title="steps (CPU: cores busy)", title_justify="left")
+        steps = Table(
+            title=f"steps, {_workers_text(workers_per_stage(report))} (CPU: cores busy)",
+            title_justify="left",
+        )
         columns = ("asked", "offered", "decided/s", "p50 ms", "p95 ms", "p99 ms")
         for column in (*columns, "stages CPU", "broker CPU", "backlog", "sat."):
             steps.add_column(column, justify="right")
@@ -277,3 +438,28 @@ def console_tables(report: Mapping[str, Any]) -> list[Any]:
             )
         tables.append(steps)
     return tables
+
+
+def _scaling_table(report: Mapping[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"workers per stage — {describe(report['machine'])}", title_justify="left")
+    for column in ("workers", "saturated at", "kept up to", "peak decided/s", "stages' cores"):
+        table.add_column(column, justify="right")
+    for r in report["runs"]:
+        table.add_row(
+            str(r["workers"]),
+            _or_dash(r["saturated_at"], "g"),
+            _or_dash(r["kept_up_to"], "g"),
+            _or_dash(r["peak_decided_per_second"], ".0f"),
+            _or_dash(r["stages_cores_at_peak"], ".2f"),
+        )
+    for name, ratio in report["ratios"].items():
+        table.add_row(
+            f"ratio {name}",
+            _or_dash(ratio["saturated_at"], ".2f"),
+            _or_dash(ratio["kept_up_to"], ".2f"),
+            _or_dash(ratio["peak_decided_per_second"], ".2f"),
+            "",
+        )
+    return table

@@ -23,6 +23,9 @@ LAG_SECONDS = 5.0
 # more about the generator than about the pipeline.
 GENERATOR_SHORTFALL = 0.9
 SIMULATOR = "cop-simulator"
+# Worker processes per stage a run may start: past the cores of the machines it was written
+# for, more copies only measure the scheduler.
+MAX_WORKERS = 4
 
 
 def latency_summary(values: Sequence[float]) -> dict[str, float] | None:
@@ -74,8 +77,12 @@ class StepResult:
     outcomes: dict[str, int] = field(default_factory=dict)  # of those decisions
     latencies_ms: list[float] = field(default_factory=list)  # of the step's own declarations
     cohort_undecided: int = 0  # declarations of the step without a decision at the end
-    cpu_seconds: dict[str, float] = field(default_factory=dict)  # process → CPU s in the step
+    # Stage (its worker processes summed), simulator, broker, bench → CPU s in the step.
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     inputs: dict[str, int] = field(default_factory=dict)  # stage → inputs consumed in the step
+    # Stage → the same per worker process: how evenly the group shared its partitions.
+    worker_cpu_seconds: dict[str, list[float]] = field(default_factory=dict)
+    worker_inputs: dict[str, list[int]] = field(default_factory=dict)
     lag: dict[str, int] = field(default_factory=dict)  # stage → backlog at the end
     saturated: str | None = None
 
@@ -191,6 +198,26 @@ def framework_ceiling(ceilings: Sequence[CeilingResult]) -> CeilingResult | None
             if ceiling.name == name and ceiling.per_second > 0:
                 return ceiling
     return None
+
+
+def worker_deltas(
+    before: Mapping[str, float],
+    after: Mapping[str, float],
+    groups: Mapping[str, Sequence[str]],
+) -> dict[str, list[float]]:
+    """Per group (a stage and the labels of its worker processes), what each process's counter
+    grew by between two readings, in the group's order. A group with a process missing from
+    either reading is left out: a partial sum would pass for the whole stage's."""
+    found: dict[str, list[float]] = {}
+    for group, labels in groups.items():
+        if labels and all(label in before and label in after for label in labels):
+            found[group] = [after[label] - before[label] for label in labels]
+    return found
+
+
+def group_totals(deltas: Mapping[str, Sequence[float]], digits: int = 2) -> dict[str, float]:
+    """Each group's processes summed: a stage's CPU or inputs whatever its worker count."""
+    return {group: round(sum(values), digits) for group, values in deltas.items()}
 
 
 def group_lag(committed: Mapping[tuple[str, int], int], ends: Mapping[tuple[str, int], int]) -> int:

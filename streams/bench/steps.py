@@ -3,11 +3,15 @@ rates, each step a bounded number of seconds, until the decided rate stops follo
 offered rate (`results.saturation`) or the time runs out.
 
 What it reuses from `cci demo`: the generated load (`generated_load`: about 10 % of the
-declarations with defects, risk profiles and random selection giving controls), the workers
-(`start_workers`: `cci worker --stage all`, one process per stage), the wait for the groups
-and the read-committed `Feed`. What it does not: the demo's `Flow` decodes every event of
-every topic, which at hundreds of declarations per second would take a core from the stages
-it measures. Here only the acceptances are decoded, and only their MRN and key.
+declarations with defects, risk profiles and random selection giving controls), the wait for
+the groups and the read-committed `Feed`. What it does not: the demo's `Flow` decodes every
+event of every topic, which at hundreds of declarations per second would take a core from the
+stages it measures. Here only the acceptances are decoded, and only their MRN and key.
+
+The workers it starts itself, `cci worker --stage S` `--workers` times per stage, as replicas
+of a deployment: the copies of a stage share its consumer group and so its partitions, and
+each has its own web port and state directory, as each pod has its own volume. A stage's CPU
+and inputs are the sums over its copies.
 
 The COP simulator runs as its own process (`cci simulate-cop`), so that its CPU is counted
 apart from the benchmark's.
@@ -29,12 +33,13 @@ import io
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,22 +50,21 @@ from fastavro import parse_schema, schemaless_reader
 
 from streams.admin import admin_client, delete_namespace, ensure_topics
 from streams.bench import procstat
-from streams.bench.results import StepResult, group_lag, saturation
+from streams.bench.results import (
+    MAX_WORKERS,
+    StepResult,
+    group_lag,
+    group_totals,
+    saturation,
+    worker_deltas,
+)
 from streams.codec import HEADER_SIZE, SchemaCatalogue, catalogue
 from streams.config import ROOT, Settings
 from streams.cop_simulator import GROUP as SIMULATOR_GROUP
-from streams.demo import (
-    COP_MIX,
-    Feed,
-    generated_load,
-    start_workers,
-    stop_workers,
-    wait_for_groups,
-)
+from streams.demo import COP_MIX, Feed, generated_load, wait_for_groups
 from streams.kafka_io import end_offsets, producer, reader
 from streams.reference import load_reference
 from streams.topics import STAGES, declaration_key, event_key, group_id, topic_name
-from streams.worker import stage_port
 
 DEFAULT_RATES = (50, 100, 200, 400, 800, 1600, 3200)
 INVALID_SHARE = 0.1
@@ -81,6 +85,8 @@ SETTLE = 3.0
 DRAIN = 20.0
 QUIET = 3.0
 STARTUP = 180.0
+# How long the workers get to close their stores and transactions before they are killed.
+STOP_GRACE = 40.0
 Log = Callable[[str], None]
 
 
@@ -183,19 +189,19 @@ def handled_inputs(metrics_text: str) -> int:
 
 
 class StageInputs:
-    """Inputs handled so far by each stage, read from its /metrics."""
+    """Inputs handled so far by each worker process, read from its /metrics."""
 
     def __init__(self, ports: dict[str, int], host: str) -> None:
-        self.urls = {stage: f"http://{host}:{port}/metrics" for stage, port in ports.items()}
+        self.urls = {label: f"http://{host}:{port}/metrics" for label, port in ports.items()}
 
     def read(self) -> dict[str, int]:
         found = {}
-        for stage, url in self.urls.items():
+        for label, url in self.urls.items():
             try:
                 with urllib.request.urlopen(url, timeout=5) as response:
-                    found[stage] = handled_inputs(response.read().decode())
+                    found[label] = handled_inputs(response.read().decode())
             except (OSError, ValueError):
-                continue  # a stage that does not answer has no count for the step
+                continue  # a process that does not answer leaves its stage without a count
         return found
 
 
@@ -274,7 +280,7 @@ def free_port_run(count: int) -> int:
 
 
 class CpuMeter:
-    """CPU seconds of the processes a step is charged with."""
+    """CPU seconds of the processes a step is charged with, by process label."""
 
     def __init__(self, pids: dict[str, int | None]) -> None:
         self.pids = pids
@@ -361,6 +367,80 @@ def start_simulator(settings: Settings, log_dir: Path, seed: int) -> subprocess.
 
 
 @dataclass
+class StageWorker:
+    """One `cci worker --stage S` process of the run."""
+
+    stage: str
+    index: int  # among the stage's copies
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def label(self) -> str:
+        return f"{self.stage}-{self.index}"
+
+
+def worker_groups(workers: Sequence[StageWorker]) -> dict[str, list[str]]:
+    """Stage → the labels of its processes, for `results.worker_deltas`."""
+    groups: dict[str, list[str]] = {}
+    for worker in workers:
+        groups.setdefault(worker.stage, []).append(worker.label)
+    return groups
+
+
+def start_stage_workers(settings: Settings, copies: int, log_dir: Path) -> list[StageWorker]:
+    """`copies` processes of each stage, all in the stage's group. Ports come from one free run
+    so that they collide neither with each other nor with a `cci demo` running beside."""
+    stages = sorted(STAGES)
+    base = free_port_run(len(stages) * copies)
+    started: list[StageWorker] = []
+    try:
+        for position, stage in enumerate(stages):
+            for index in range(copies):
+                port = base + position * copies + index
+                # Under the namespace's state directory, so that the run's clean-up removes it.
+                state = settings.state_dir / settings.namespace / f"{stage}-{index}"
+                log_path = log_dir / f"{stage}-{index}-{settings.namespace}.log"
+                with log_path.open("ab") as handle:
+                    process = subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "streams.cli",
+                            "worker",
+                            "--stage",
+                            stage,
+                            "--namespace",
+                            settings.namespace,
+                        ],
+                        env={**os.environ, "CCI_WEB_PORT": str(port), "CCI_STATE_DIR": str(state)},
+                        stdout=handle,
+                        stderr=subprocess.STDOUT,
+                        cwd=ROOT,
+                    )
+                started.append(StageWorker(stage, index, port, process))
+    except BaseException:
+        stop_stage_workers(started)
+        raise
+    return started
+
+
+def stop_stage_workers(workers: Sequence[StageWorker], grace: float = STOP_GRACE) -> None:
+    """SIGTERM all at once (they close in parallel), then kill what outlives the grace."""
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.process.send_signal(signal.SIGTERM)
+    until = time.monotonic() + grace
+    for worker in workers:
+        try:
+            worker.process.wait(max(0.1, until - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            with suppress(subprocess.TimeoutExpired):
+                worker.process.wait(5)
+
+
+@dataclass
 class StepsRun:
     steps: list[StepResult] = field(default_factory=list)
     startup_seconds: float = 0.0
@@ -376,43 +456,56 @@ def run_steps(
     log: Log = print,
     log_dir: Path = ROOT / ".local" / "bench" / "logs",
     seed: int = SEED,
+    workers: int = 1,
 ) -> StepsRun:
-    """Start the pipeline in the namespace, offer each rate for `step_seconds` until saturation
-    or the deadline, stop everything and delete the namespace and its state."""
+    """Start the pipeline in the namespace, `workers` processes per stage, offer each rate for
+    `step_seconds` until saturation or the deadline, stop everything and delete the namespace
+    and its state."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"workers per stage: 1 to {MAX_WORKERS}, not {workers}")
     run = StepsRun()
     schemas = catalogue(settings.schemas_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     ledger = ledger_for(settings, schemas)
     start = end_offsets(settings, list(ledger.topics))
-    # `cci worker --stage all` gives its stages consecutive ports from CCI_WEB_PORT.
-    os.environ["CCI_WEB_PORT"] = str(free_port_run(len(STAGES)))
-    ports = Settings(**{**settings.model_dump(), "web_port": int(os.environ["CCI_WEB_PORT"])})
-    handled = StageInputs({s: stage_port(ports, s) for s in STAGES}, settings.web_host)
     began = time.monotonic()
-    workers, _ = start_workers(settings, log_dir)
+    stage_workers = start_stage_workers(settings, workers, log_dir)
+    handled = StageInputs({w.label: w.port for w in stage_workers}, settings.web_host)
     simulator = start_simulator(settings, log_dir, seed)
     offsets = Offsets(settings)
     try:
 
         def alive() -> bool:
-            return workers.poll() is None and simulator.poll() is None
+            return simulator.poll() is None and all(w.process.poll() is None for w in stage_workers)
 
         groups = [*offsets.groups.values()]
-        log(f"steps: waiting for the stages and the COP simulator in {settings.namespace}")
-        if not wait_for_groups(settings, groups, min(deadline, began + STARTUP), alive):
+        log(
+            f"steps: waiting for the stages ({workers} worker{'s' if workers > 1 else ''} each) "
+            f"and the COP simulator in {settings.namespace}"
+        )
+        # Every copy must hold its partitions before the first step: a copy joining later
+        # would rebalance the group in the middle of a measurement.
+        members = {group_id(settings.namespace, stage): workers for stage in STAGES}
+        if not wait_for_groups(
+            settings, groups, min(deadline, began + STARTUP), alive, members=members
+        ):
             run.stopped_because = "the stages or the simulator did not join their groups"
             return run
         run.startup_seconds = time.monotonic() - began
         run.broker_pid = procstat.local_broker_pid()
         meter = CpuMeter(
             {
-                **{s: p for s, p in procstat.stage_workers(workers.pid).items()},
+                **{w.label: w.process.pid for w in stage_workers},
                 "cop-simulator": simulator.pid,
                 "broker": run.broker_pid,
                 "bench": os.getpid(),
             }
         )
+        cpu_groups: dict[str, list[str]] = {
+            **worker_groups(stage_workers),
+            **{name: [name] for name in ("cop-simulator", "broker", "bench")},
+        }
         client = producer(settings)
         with closing(Feed(settings, start)) as feed:
             run.stopped_because = _steps(
@@ -429,6 +522,7 @@ def run_steps(
                 offsets,
                 handled,
                 meter,
+                cpu_groups,
                 alive,
                 log,
             )
@@ -445,7 +539,7 @@ def run_steps(
                     process.wait(20)
                 if process.poll() is None:
                     process.kill()
-        stop_workers(workers)
+        stop_stage_workers(stage_workers)
         with suppress(Exception):
             delete_namespace(settings)
         shutil.rmtree(settings.state_dir / settings.namespace, ignore_errors=True)
@@ -466,6 +560,7 @@ def _steps(
     offsets: Offsets,
     handled: StageInputs,
     meter: CpuMeter,
+    cpu_groups: Mapping[str, Sequence[str]],
     alive: Callable[[], bool],
     log: Log,
 ) -> str:
@@ -494,26 +589,27 @@ def _steps(
         outcomes: dict[str, int] = {}
         for outcome in window:
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        cpu = worker_deltas(cpu_before, cpu_after, cpu_groups)
+        stage_groups = {s: labels for s, labels in cpu_groups.items() if s in STAGES}
+        inputs = worker_deltas(inputs_before, inputs_after, stage_groups)
         step = StepResult(
             rate=rate,
             seconds=seconds,
             lodged=len(messages),
             decided=len(window),
             outcomes=outcomes,
-            cpu_seconds={
-                k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after if k in cpu_before
-            },
+            cpu_seconds=group_totals(cpu),
             # The stages' own count; the simulator has none, its offsets stand in (with the
             # transaction markers of the topics it reads).
             inputs={
-                **{
-                    k: inputs_after[k] - inputs_before[k]
-                    for k in inputs_after
-                    if k in inputs_before
-                },
+                **{s: round(total) for s, total in group_totals(inputs, 0).items()},
                 "cop-simulator": totals_after["cop-simulator"]
                 - totals_before.get("cop-simulator", 0),
             },
+            worker_cpu_seconds={
+                s: [round(v, 2) for v in values] for s, values in cpu.items() if s in STAGES
+            },
+            worker_inputs={s: [round(v) for v in values] for s, values in inputs.items()},
             lag=lags,
         )
         run.steps.append(step)

@@ -5,23 +5,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streams.bench import procstat
-from streams.bench.cli import parse_rates
+from streams.bench.cli import parse_rates, parse_worker_counts
 from streams.bench.machine import cpu_model, describe, memory_total_bytes
 from streams.bench.micro import MicroResult
-from streams.bench.report import bench_markdown, bench_report, micro_markdown, micro_report, write
+from streams.bench.report import (
+    bench_markdown,
+    bench_report,
+    console_tables,
+    micro_markdown,
+    micro_report,
+    scaling_markdown,
+    scaling_report,
+    write,
+)
 from streams.bench.results import (
     CeilingResult,
     StepResult,
     ceiling_ratios,
     framework_ceiling,
     group_lag,
+    group_totals,
     latency_summary,
     peak,
     saturation,
+    worker_deltas,
 )
 from streams.cli import CliError
 
@@ -62,11 +74,6 @@ def test_parse_stat_counts_fields_after_the_last_parenthesis() -> None:
     parsed = procstat.parse_stat(line)
     assert (parsed.pid, parsed.ppid, parsed.user_ticks, parsed.system_ticks) == (4242, 17, 250, 50)
     assert parsed.cpu_seconds == pytest.approx(300 / procstat.TICKS)
-
-
-def test_stage_of_a_worker_command_line() -> None:
-    assert procstat.stage_of(["python", "-m", "streams.cli", "worker", "--stage", "risk"]) == "risk"
-    assert procstat.stage_of(["python", "-m", "streams.cli", "worker"]) is None
 
 
 def test_own_process_is_readable() -> None:
@@ -227,3 +234,133 @@ def test_micro_report() -> None:
     row = document["results"][0]
     assert row["per_core_per_second"] == 2000.0 and row["cpu_micros_per_operation"] == 500.0
     assert "| validation | rules | 2000 | 500.0 | 1667 |" in micro_markdown(document)
+
+
+GROUPS = {
+    "intake": ["intake-0", "intake-1"],
+    "risk": ["risk-0", "risk-1"],
+    "broker": ["broker"],
+}
+
+
+def test_worker_deltas_keep_each_process_of_a_stage() -> None:
+    before = {"intake-0": 10.0, "intake-1": 4.0, "risk-0": 1.0, "risk-1": 1.0, "broker": 50.0}
+    after = {"intake-0": 12.5, "intake-1": 5.0, "risk-0": 1.25, "risk-1": 2.0, "broker": 51.0}
+    assert worker_deltas(before, after, GROUPS) == {
+        "intake": [2.5, 1.0],
+        "risk": [0.25, 1.0],
+        "broker": [1.0],
+    }
+
+
+def test_cpu_and_inputs_of_a_stage_are_its_processes_summed() -> None:
+    before = {"intake-0": 10.0, "intake-1": 4.0, "risk-0": 100, "risk-1": 0}
+    after = {"intake-0": 12.504, "intake-1": 5.0, "risk-0": 160, "risk-1": 45}
+    totals = group_totals(worker_deltas(before, after, GROUPS))
+    assert totals == {"intake": 3.5, "risk": 105.0}  # the broker was not read: left out
+    assert group_totals({"risk": [60, 45]}, 0) == {"risk": 105}
+
+
+def test_a_stage_with_a_process_unread_has_no_total() -> None:
+    # One copy that did not answer must not pass the other's count off as the stage's.
+    before = {"intake-0": 1.0, "intake-1": 1.0, "risk-0": 1.0}
+    after = {"intake-0": 2.0, "risk-0": 3.0, "risk-1": 9.0}
+    assert worker_deltas(before, after, GROUPS) == {}
+    assert worker_deltas(before, after, {"none": []}) == {}
+
+
+def test_parse_worker_counts() -> None:
+    assert parse_worker_counts("1, 2,4") == [1, 2, 4]
+    for bad in ("", "1", "2,1", "1,1", "0,1", "1,5", "a,b", "1.5,2"):
+        with pytest.raises(CliError):
+            parse_worker_counts(bad)
+
+
+def two_worker_steps() -> list[StepResult]:
+    return [
+        step(
+            50,
+            500,
+            400,
+            cpu_seconds={"intake": 3.0, "broker": 1.0, "cop-simulator": 0.5},
+            inputs={"intake": 500},
+            latencies_ms=[120.0],
+            worker_inputs={"intake": [260, 240]},
+            worker_cpu_seconds={"intake": [1.75, 1.25]},
+        ),
+        step(
+            100,
+            1000,
+            500,
+            cpu_seconds={"intake": 6.0, "risk": 4.0},
+            worker_inputs={"intake": [1000, 0]},
+            saturated="decided 50/s",
+        ),
+    ]
+
+
+def test_report_shows_the_workers_per_stage(tmp_path: Path) -> None:
+    config = {"budget_seconds": 60, "workers": 2}
+    document = bench_report(MACHINE, config, [], two_worker_steps(), "saturated", 5.0)
+    assert document["config"]["workers"] == 2
+    assert document["steps"][0]["worker_inputs"] == {"intake": [260, 240]}
+    markdown = bench_markdown(document)
+    assert "## Steps of offered load (2 workers per stage)" in markdown
+    assert "| 50 | 260 / 240 (0.17 / 0.12) |" in markdown
+    assert "| 100 | 1000 / 0 |" in markdown  # a copy without partitions shows as 0
+    tables = console_tables(document)
+    assert tables[-1].title.startswith("steps, 2 workers per stage")
+    assert [p.name for p in write(document, markdown, "w2", tmp_path)][-1] == "w2.png"
+    # A file written before --workers reads as one worker, without the per-process table.
+    del document["config"]["workers"]
+    markdown = bench_markdown(document)
+    assert "(1 worker per stage)" in markdown and "Per worker process" not in markdown
+
+
+def bench_document(
+    workers: int, rates_decided: list[tuple[float, int]], stopped: str
+) -> dict[str, Any]:
+    steps = [step(rate, round(rate * 10), decided) for rate, decided in rates_decided]
+    if stopped.startswith("saturated"):
+        steps[-1].saturated = stopped
+    config = {"workers": workers, "load_average_at_end": [1.5, 1.2, 1.0]}
+    return bench_report(MACHINE, config, [], steps, stopped, 20.0)
+
+
+def test_scaling_comparison_and_its_ratios(tmp_path: Path) -> None:
+    one = bench_document(1, [(50, 450), (100, 900), (200, 800)], "saturated at 200/s")
+    one["steps"][1]["cpu_share_of_one_core"] = {"intake": 0.4, "risk": 0.3, "broker": 0.5}
+    two = bench_document(2, [(50, 450), (100, 900), (200, 1800), (400, 1500)], "saturated")
+    comparison = scaling_report(
+        MACHINE,
+        {"budget_seconds": 600, "step_seconds": 10, "rates": [50, 100, 200, 400], "partitions": 6},
+        [(one, "bench-w1-x"), (two, "bench-w2-x")],
+    )
+    first, second = comparison["runs"]
+    assert (first["workers"], first["saturated_at"], first["kept_up_to"]) == (1, 200, 100)
+    assert (first["peak_rate"], first["peak_decided_per_second"]) == (100, 90.0)
+    assert first["stages_cores_at_peak"] == 0.7  # the broker is not a stage
+    assert (second["saturated_at"], second["peak_decided_per_second"]) == (400, 180.0)
+    assert comparison["ratios"] == {
+        "2/1": {"peak_decided_per_second": 2.0, "saturated_at": 2.0, "kept_up_to": 2.0}
+    }
+    markdown = scaling_markdown(comparison)
+    assert "| 1 | 200 | 100 | 90 | 100 | 0.70 | 1.5 1.2 1.0 |" in markdown
+    assert "| 2/1 workers | 2.00 | 2.00 | 2.00 |" in markdown
+    written = write(comparison, markdown, "scaling", tmp_path)
+    assert [p.name for p in written] == ["scaling.json", "scaling.md"]  # no picture to draw
+    assert json.loads(written[0].read_text())["ratios"]["2/1"]["peak_decided_per_second"] == 2.0
+    assert console_tables(comparison)[0].row_count == 3
+
+
+def test_scaling_without_saturation_has_no_saturation_ratio() -> None:
+    one = bench_document(1, [(50, 450)], "the time budget leaves no room for the 100/s step")
+    two = bench_document(2, [], "the stages or the simulator did not join their groups")
+    comparison = scaling_report(MACHINE, {}, [(one, "a"), (two, "b")])
+    assert comparison["runs"][0]["saturated_at"] is None
+    assert comparison["runs"][1]["peak_decided_per_second"] is None
+    assert comparison["ratios"]["2/1"] == {
+        "peak_decided_per_second": None,
+        "saturated_at": None,
+        "kept_up_to": None,
+    }
