@@ -17,17 +17,16 @@ What is derived rather than written down a second time:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tomllib
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from streams import generated
 from streams.topics import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,38 +317,20 @@ def render(root: Path = ROOT) -> dict[str, str]:
 
 def stale(root: Path = ROOT) -> list[str]:
     """The files of `render()` that are missing under `root` or differ from it."""
-    return [
-        name
-        for name, text in render(root).items()
-        if not (root / name).is_file() or (root / name).read_text("utf-8") != text
-    ]
+    return generated.stale(render(root), root)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m streams.compose",
-        description=f"Write {COMPOSE_FILE} and the Prometheus targets of the compose network.",
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 when a file is stale"
-    )
-    parser.add_argument(
-        "--root", type=Path, default=ROOT, help="repository to read from and write to"
-    )
-    args = parser.parse_args(argv)
-    root: Path = args.root
-    if args.check:
-        names = stale(root)
-        if names:
-            print(f"stale compose file: {', '.join(names)}: run `{REGENERATE}`", file=sys.stderr)
-            return 1
-        return 0
-    for name, text in render(root).items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, "utf-8")
-        print(path)
-    return 0
+GENERATOR = generated.Generator(
+    prog="python -m streams.compose",
+    description=f"Write {COMPOSE_FILE} and the Prometheus targets of the compose network.",
+    what="compose file",
+    regenerate=REGENERATE,
+    render=render,
+    default_dir=ROOT,
+    option="--root",
+    option_help="repository to read from and write to",
+)
+main = GENERATOR.main
 
 
 if __name__ == "__main__":

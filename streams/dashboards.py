@@ -12,7 +12,6 @@ and wide enough for the 5-minute view of a pipeline whose inputs come in bursts.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import sys
@@ -33,6 +32,8 @@ with warnings.catch_warnings():
     from grafana_foundation_sdk.models import common
     from grafana_foundation_sdk.models import dashboard as model
     from grafana_foundation_sdk.models import prometheus as prometheus_model
+
+from streams import generated
 
 DATASOURCE_UID = "cci-prometheus"
 DATASOURCE_NAME = "CCI Prometheus"
@@ -604,36 +605,19 @@ def render() -> dict[str, str]:
 
 def stale(out_dir: Path = OUT_DIR) -> list[str]:
     """The files of `render()` that are missing from `out_dir` or differ from it."""
-    return [
-        name
-        for name, text in render().items()
-        if not (out_dir / name).is_file() or (out_dir / name).read_text("utf-8") != text
-    ]
+    return generated.stale(render(), out_dir)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m streams.dashboards",
-        description="Write the Grafana dashboards to deploy/grafana/dashboards.",
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 when a file is stale"
-    )
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory of the JSON files")
-    args = parser.parse_args(argv)
-    out_dir: Path = args.out
-    if args.check:
-        names = stale(out_dir)
-        if names:
-            paths = ", ".join(str(out_dir / name) for name in names)
-            print(f"stale dashboard: {paths}: run `{REGENERATE}`", file=sys.stderr)
-            return 1
-        return 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in render().items():
-        (out_dir / name).write_text(text, "utf-8")
-        print(out_dir / name)
-    return 0
+GENERATOR = generated.Generator(
+    prog="python -m streams.dashboards",
+    description="Write the Grafana dashboards to deploy/grafana/dashboards.",
+    what="dashboard",
+    regenerate=REGENERATE,
+    render=lambda _directory: render(),
+    default_dir=OUT_DIR,
+    option_help="directory of the JSON files",
+)
+main = GENERATOR.main
 
 
 if __name__ == "__main__":

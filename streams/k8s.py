@@ -23,7 +23,6 @@ it answers forwards with made-up COP results, so it belongs to test namespaces o
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter
 
+from streams import generated
 from streams.access import Principal, Rule, principals, rules, stage_user, tools_user
 from streams.config import ROOT, Settings
 from streams.reference import FILES as REFERENCE_FILES
@@ -621,45 +621,22 @@ def render(
 def stale(out_dir: Path = OUT_DIR) -> list[str]:
     """The files of `render()` missing from `out_dir` or different there, and the YAML files
     there that it no longer makes."""
-    rendered = render()
-    present = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*.yaml")}
-    changed = [
-        name
-        for name, text in rendered.items()
-        if not (out_dir / name).is_file() or (out_dir / name).read_text("utf-8") != text
-    ]
-    return sorted({*changed, *(present - set(rendered))})
+    return generated.stale(render(), out_dir, OWNED)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m streams.k8s",
-        description="Write the Kubernetes resources to deploy/k8s.",
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="write nothing; exit 1 when a file is stale"
-    )
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory of the YAML files")
-    args = parser.parse_args(argv)
-    out_dir: Path = args.out
-    if args.check:
-        names = stale(out_dir)
-        if names:
-            paths = ", ".join(str(out_dir / name) for name in names)
-            print(f"stale Kubernetes resources: {paths}: run `{REGENERATE}`", file=sys.stderr)
-            return 1
-        return 0
-    rendered = render()
-    for path in out_dir.rglob("*.yaml") if out_dir.is_dir() else []:
-        # A resource the code no longer makes must not linger in the kustomization's directory.
-        if path.relative_to(out_dir).as_posix() not in rendered:
-            path.unlink()
-    for name, text in rendered.items():
-        path = out_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, "utf-8")
-        print(path)
-    return 0
+# Every YAML file under deploy/k8s is the generator's: one it no longer makes is deleted.
+OWNED = "*.yaml"
+GENERATOR = generated.Generator(
+    prog="python -m streams.k8s",
+    description="Write the Kubernetes resources to deploy/k8s.",
+    what="Kubernetes resources",
+    regenerate=REGENERATE,
+    render=lambda _directory: render(),
+    default_dir=OUT_DIR,
+    option_help="directory of the YAML files",
+    owned=OWNED,
+)
+main = GENERATOR.main
 
 
 if __name__ == "__main__":
