@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 import traceback
 from collections import defaultdict
@@ -43,7 +42,6 @@ from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
-from faust.types.auth import SASLMechanism
 from faust.utils import json as faust_json
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -51,6 +49,7 @@ from streams.broker_health import BrokerProbe
 from streams.codec import DecodeError, SchemaCatalogue, catalogue, check_event_id
 from streams.config import Settings
 from streams.events import Output, dead_letter, fit_original
+from streams.faust_settings import client_settings
 from streams.metrics import PartitionLag, StageMetrics
 from streams.reference import ReferenceData, load_reference
 from streams.topics import DEAD_LETTER, STAGES, dead_letter_topic, group_id, topic_name
@@ -497,53 +496,13 @@ def _headers(headers: Any) -> Iterable[tuple[str, bytes | None]]:
     return [(str(k), v if v is None else bytes(v)) for k, v in items]
 
 
-def broker_credentials(settings: Settings) -> dict[str, Any]:
-    """Faust's `broker_credentials`, when the broker wants them: nothing at all otherwise, so
-    that a PLAINTEXT app is configured exactly as before security existed."""
-    if settings.security_protocol != "SASL_SSL":
-        return {}
-    assert settings.sasl_username is not None and settings.sasl_password is not None
-    cafile = None if settings.ssl_cafile is None else str(settings.ssl_cafile)
-    return {
-        "broker_credentials": faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password.get_secret_value(),
-            mechanism=SASLMechanism(settings.sasl_mechanism),
-            # A context makes the credentials SASL_SSL; it verifies the broker's certificate
-            # and name against `cafile` (the system's CAs when unset).
-            ssl_context=ssl.create_default_context(cafile=cafile),
-        )
-    }
-
-
 def make_app(stage: str, settings: Settings) -> faust.App:
     app = faust.App(
         group_id(settings.namespace, stage),
-        broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
         store=settings.store,
         processing_guarantee="exactly_once",
-        topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication,
-        key_serializer="raw",
-        value_serializer="raw",
-        consumer_auto_offset_reset="earliest",
-        # A killed worker's partitions move after the session timeout: keep it short, the
-        # broker is local or in the same data centre.
-        broker_session_timeout=10,
-        broker_heartbeat_interval=1,
-        # Each commit closes the stage's transactions; outputs are visible to read_committed
-        # readers only then, so this bounds the latency a stage adds.
-        broker_commit_interval=settings.commit_interval,
-        producer_linger=0.005,
-        web_enabled=True,
-        web_bind=settings.web_host,
-        web_host=settings.web_host,
-        web_port=settings.web_port,
-        datadir=str(settings.state_dir / settings.namespace / stage),
-        autodiscover=False,
-        # The logs carry each message's origin; personal data stays out of them.
-        worker_redirect_stdouts=False,
-        **broker_credentials(settings),
+        **client_settings(settings, stage),
     )
     _keep_input_buffers(app)
     return app

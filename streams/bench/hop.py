@@ -148,29 +148,16 @@ def run_faust_eos(config: HopConfig) -> None:
 def run_faust_alo(config: HopConfig) -> None:
     import faust
 
+    from streams.faust_settings import client_settings
+
     settings = config.settings()
     schemas = catalogue(settings.schemas_dir)
     # The broker settings of `streams.app.make_app`, without exactly-once or its extensions.
     app = faust.App(
         config.group,
-        broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
         store="memory://",
         processing_guarantee="at_least_once",
-        topic_partitions=settings.partitions,
-        key_serializer="raw",
-        value_serializer="raw",
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=10,
-        broker_heartbeat_interval=1,
-        broker_commit_interval=settings.commit_interval,
-        producer_linger=0.005,
-        web_enabled=True,
-        web_bind=settings.web_host,
-        web_host=settings.web_host,
-        web_port=settings.web_port,
-        datadir=str(settings.state_dir / settings.namespace / config.group),
-        autodiscover=False,
-        worker_redirect_stdouts=False,
+        **client_settings(settings, config.group),
     )
     source = _raw_topic(app, config.input_topic)
     output = _raw_topic(app, config.output_topic)
