@@ -1,6 +1,7 @@
 """`cci bench` (the steps and ceilings, needs the broker), `cci bench ceilings` (the ceilings
-alone), `cci bench scaling` (the steps once per worker count, compared) and `cci bench micro`
-(pure functions, no broker). Added to the `cci` app by
+alone), `cci bench scaling` (the steps once per worker count, compared), `cci bench stages`
+(each stage alone on a backlog, against the ceilings) and `cci bench micro` (pure functions, no
+broker). Added to the `cci` app by
 `register(app)` from `streams.cli`; errors follow its rule: one line on stderr, exit 2.
 """
 
@@ -293,6 +294,84 @@ def ceilings_command(
     markdown = rp.bench_markdown(document)
     written = rp.write(
         document, markdown, rp.stem(machine, "ceilings"), output_dir or rp.RESULTS_DIR
+    )
+    _show(document, written)
+
+
+# The ceilings `cci bench stages` compares with: the stages' own framework and guarantee, and
+# the plain client for what the framework itself costs.
+STAGE_CEILINGS = ("client", "faust-eos")
+
+
+@bench_app.command("stages")
+def stages_command(
+    count: Annotated[
+        int,
+        typer.Option("--count", min=10, max=100_000, help="declarations lodged for the stages"),
+    ] = 3000,
+    budget: Annotated[
+        float, typer.Option("--budget", min=60.0, help="seconds the whole run may take")
+    ] = 300.0,
+    ceiling_count: Annotated[
+        int, typer.Option("--ceiling-count", min=10, help="messages each ceiling hop takes")
+    ] = 3000,
+    seed: Annotated[int, typer.Option("--seed", help="same seed, same declarations")] = 11,
+    namespace: NamespaceOpt = None,
+    output_dir: OutputOpt = None,
+) -> None:
+    """Each stage alone, one worker, draining the backlog the stages before it left: its
+    inputs/s, CPU per input, share of the Faust ceiling and the declarations/s it could carry."""
+    from rich.console import Console
+
+    from streams.bench import report as rp
+    from streams.bench.ceilings import run_ceilings
+    from streams.bench.drain import run_stages
+    from streams.bench.machine import machine_info
+    from streams.cli import _require_broker, load_settings
+
+    began = time.monotonic()
+    deadline = began + budget
+    name = _namespace(namespace)
+    ceiling_settings = load_settings(f"{name}-c")
+    stage_settings = load_settings(f"{name}-s")
+    _require_broker(stage_settings)
+    console = Console(stderr=True)
+
+    def log(line: str) -> None:
+        console.print(line, highlight=False)
+
+    machine = machine_info()
+    log(
+        f"bench stages on {stage_settings.bootstrap}, budget {budget:.0f} s, namespaces {name}-c/-s"
+    )
+    ceilings = run_ceilings(
+        ceiling_settings,
+        ceiling_count,
+        began + min(CEILING_SHARE * budget, CEILING_MAX_SECONDS),
+        variants=STAGE_CEILINGS,
+        log=log,
+    )
+    run = run_stages(stage_settings, count, deadline, seed, log=log)
+    config = {
+        "count": count,
+        "seed": seed,
+        "ceiling_count": ceiling_count,
+        "budget_seconds": budget,
+        "partitions": stage_settings.partitions,
+        "commit_interval": stage_settings.commit_interval,
+        "bootstrap": stage_settings.bootstrap,
+        "broker_cpu_measured": run.broker_pid is not None,
+        "elapsed_seconds": round(time.monotonic() - began, 1),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    document = rp.stages_report(
+        machine, config, ceilings, run.drains, run.lodged, run.stopped_because
+    )
+    written = rp.write(
+        document,
+        rp.stages_markdown(document),
+        rp.stem(machine, "stages"),
+        output_dir or rp.RESULTS_DIR,
     )
     _show(document, written)
 

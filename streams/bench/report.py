@@ -18,11 +18,16 @@ from typing import Any
 from streams.bench.machine import describe
 from streams.bench.micro import MicroResult
 from streams.bench.results import (
+    DRAIN_QUIET,
+    STAGE_TARGET,
     CeilingResult,
+    StageDrain,
     StepResult,
+    bottleneck,
     ceiling_ratios,
     framework_ceiling,
     peak,
+    stage_capacity,
 )
 from streams.config import ROOT
 
@@ -83,6 +88,105 @@ def bench_report(
     }
 
 
+STAGES_METHOD = (
+    "each stage alone, one worker process, drains a backlog: {lodged} generated declarations "
+    "(about 10 % with defects) lodged with no stage running, then the intake, the risk and "
+    "the duties stages, and the decision stage, one after the other, each on what the stages "
+    "before it wrote. No COP simulator runs: the decision stage reads the acceptances and the "
+    "risk and duties assessments only, no COP answer. Inputs: the worker's "
+    "cci_stage_inputs_total summed, scraped every 0.25 s; time and CPU from its first "
+    "increase to its last (the start-up and the group join excluded), ended by {quiet:g} s "
+    "without a change once every available record was handled"
+)
+CAPACITY_DEFINITION = (
+    "declarations/s: the stage's inputs/s divided by the records it had to read per declaration "
+    "lodged, i.e. the lodging rate it alone could carry with a core to itself"
+)
+
+
+def stages_report(
+    machine: Mapping[str, Any],
+    config: Mapping[str, Any],
+    ceilings: Sequence[CeilingResult],
+    drains: Sequence[StageDrain],
+    lodged: int,
+    stopped_because: str,
+) -> dict[str, Any]:
+    """The JSON document of a `cci bench stages` run."""
+    framework = framework_ceiling(ceilings)
+    capacity = stage_capacity(drains, framework, lodged)
+    slowest = bottleneck(capacity)
+    return {
+        "kind": "stages",
+        "machine": dict(machine),
+        "config": dict(config),
+        "definitions": {
+            "method": STAGES_METHOD.format(lodged=lodged, quiet=DRAIN_QUIET),
+            "declarations_per_second": CAPACITY_DEFINITION,
+        },
+        "lodged": lodged,
+        "ceilings": [c.as_dict() for c in ceilings],
+        "framework_ceiling": None if framework is None else framework.name,
+        "target_of_ceiling": STAGE_TARGET,
+        "stages": [d.as_dict() for d in drains],
+        "capacity": capacity,
+        "bottleneck": None
+        if slowest is None
+        else {"stage": slowest[0], "declarations_per_second": slowest[1]},
+        "stopped_because": stopped_because,
+    }
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def stages_markdown(report: Mapping[str, Any]) -> str:
+    framework = report["framework_ceiling"]
+    lines = [
+        "# CCI benchmark: each stage alone",
+        "",
+        f"Machine: {describe(report['machine'])}.",
+        f"Method: {report['definitions']['method']}. "
+        f"{report['definitions']['declarations_per_second'].capitalize()}.",
+        f"Stopped: {report['stopped_because']}.",
+        "",
+        *_ceiling_lines(report["ceilings"]),
+    ]
+    lines += [
+        "",
+        f"## Stages (target: {report['target_of_ceiling']:.0%} of the "
+        f"{framework or 'framework'} ceiling)",
+        "",
+        "| stage | available | inputs | s | inputs/s | of ceiling | inputs per declaration "
+        "| declarations/s | ms CPU per input | broker ms CPU per input | cores busy | start-up s "
+        "| note |",
+        "|---|" + "---:|" * 11 + "---|",
+    ]
+    capacity = report["capacity"]
+    for d in report["stages"]:
+        c = capacity.get(d["stage"], {})
+        lines.append(
+            f"| {d['stage']} | {d['available']} | {d['inputs']} | {d['seconds']:.1f} "
+            f"| {d['per_second']:.0f} | {_share(c.get('of_ceiling'))} "
+            f"| {_or_dash(c.get('inputs_per_declaration'), '.2f')} "
+            f"| {_or_dash(c.get('declarations_per_second'), '.0f')} "
+            f"| {_or_dash(d['cpu_ms_per_input'], '.2f')} "
+            f"| {_or_dash(d['broker_cpu_ms_per_input'], '.2f')} "
+            f"| {_or_dash(d['cores_busy'], '.2f')} | {d['startup_seconds']:.1f} "
+            f"| {d['error'] or ''} |"
+        )
+    slowest = report["bottleneck"]
+    if slowest:
+        lines += [
+            "",
+            f"Slowest alone: {slowest['stage']}, {slowest['declarations_per_second']:.0f} "
+            "declarations/s. Together the stages share the machine's cores, so the pipeline "
+            "carries less than its slowest stage alone.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def micro_report(
     machine: Mapping[str, Any], results: Sequence[MicroResult], described: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -107,6 +211,22 @@ def _ms(latency: Mapping[str, float] | None, key: str) -> str:
     return "-" if not latency else f"{latency[key]:.0f}"
 
 
+def _ceiling_lines(ceilings: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = [
+        "## Ceilings (one hop, the same generated declarations)",
+        "",
+        "| hop | guarantee | messages | msg/s | msg per CPU s | start-up s | note |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for c in ceilings:
+        lines.append(
+            f"| {c['name']}: {c['label']} | {c['guarantee']} | {c['messages']} "
+            f"| {c['per_second']:.0f} | {c['per_cpu_second']:.0f} "
+            f"| {c['startup_seconds']:.1f} | {c['error'] or ''} |"
+        )
+    return lines
+
+
 def bench_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         "# CCI benchmark",
@@ -114,17 +234,8 @@ def bench_markdown(report: Mapping[str, Any]) -> str:
         f"Machine: {describe(report['machine'])}.",
         f"Stopped: {report['stopped_because']}.",
         "",
-        "## Ceilings (one hop, the same generated declarations)",
-        "",
-        "| hop | guarantee | messages | msg/s | msg per CPU s | start-up s | note |",
-        "|---|---|---:|---:|---:|---:|---|",
+        *_ceiling_lines(report["ceilings"]),
     ]
-    for c in report["ceilings"]:
-        lines.append(
-            f"| {c['name']}: {c['label']} | {c['guarantee']} | {c['messages']} "
-            f"| {c['per_second']:.0f} | {c['per_cpu_second']:.0f} "
-            f"| {c['startup_seconds']:.1f} | {c['error'] or ''} |"
-        )
     steps = report["steps"]
     processes = sorted({k for s in steps for k in s["cpu_share_of_one_core"]})
     workers = workers_per_stage(report)
@@ -404,14 +515,9 @@ def console_tables(report: Mapping[str, Any]) -> list[Any]:
         return [table]
     if report["kind"] == "scaling":
         return [_scaling_table(report)]
-    ceilings = Table(title=f"ceilings — {describe(report['machine'])}", title_justify="left")
-    for column in ("hop", "guarantee", "msg/s", "per CPU s"):
-        ceilings.add_column(column, justify="right" if "/" in column or "CPU" in column else "left")
-    for c in report["ceilings"]:
-        ceilings.add_row(
-            c["name"], c["guarantee"], f"{c['per_second']:.0f}", f"{c['per_cpu_second']:.0f}"
-        )
-    tables.append(ceilings)
+    if report["kind"] == "stages":
+        return _stages_tables(report)
+    tables.append(_ceilings_table(report))
     if report["steps"]:
         steps = Table(
             title=f"steps, {_workers_text(workers_per_stage(report))} (CPU: cores busy)",
@@ -461,5 +567,53 @@ def _scaling_table(report: Mapping[str, Any]) -> Any:
             _or_dash(ratio["kept_up_to"], ".2f"),
             _or_dash(ratio["peak_decided_per_second"], ".2f"),
             "",
+        )
+    return table
+
+
+def _stages_tables(report: Mapping[str, Any]) -> list[Any]:
+    from rich.table import Table
+
+    # Short headers: ten columns must fit a terminal of 80; the Markdown spells them out.
+    stages = Table(
+        title=f"each stage alone, {report['lodged']} declarations lodged; % of the "
+        f"{report['framework_ceiling'] or 'missing'} ceiling, target "
+        f"{report['target_of_ceiling']:.0%}",
+        title_justify="left",
+        show_edge=False,
+    )
+    stages.add_column("stage", min_width=8, no_wrap=True)
+    for column in ("inputs", "s", "in/s", "% ceil", "in/decl", "decl/s", "CPU ms/in", "brk ms/in"):
+        stages.add_column(column, justify="right")
+    capacity = report["capacity"]
+    for d in report["stages"]:
+        c = capacity.get(d["stage"], {})
+        stages.add_row(
+            d["stage"],
+            str(d["inputs"]),
+            f"{d['seconds']:.1f}",
+            f"{d['per_second']:.0f}",
+            _share(c.get("of_ceiling")),
+            _or_dash(c.get("inputs_per_declaration"), ".2f"),
+            _or_dash(c.get("declarations_per_second"), ".0f"),
+            _or_dash(d["cpu_ms_per_input"], ".2f"),
+            _or_dash(d["broker_cpu_ms_per_input"], ".2f"),
+        )
+    tables: list[Any] = [_ceilings_table(report), stages]
+    notes = [f"{d['stage']}: {d['error']}" for d in report["stages"] if d["error"]]
+    if notes:
+        tables.append("\n".join(notes))
+    return tables
+
+
+def _ceilings_table(report: Mapping[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"ceilings — {describe(report['machine'])}", title_justify="left")
+    for column in ("hop", "guarantee", "msg/s", "per CPU s"):
+        table.add_column(column, justify="right" if "/" in column or "CPU" in column else "left")
+    for c in report["ceilings"]:
+        table.add_row(
+            c["name"], c["guarantee"], f"{c['per_second']:.0f}", f"{c['per_cpu_second']:.0f}"
         )
     return table

@@ -224,3 +224,176 @@ def group_lag(committed: Mapping[tuple[str, int], int], ends: Mapping[tuple[str,
     """Messages between a group's committed offsets and the ends of its partitions; a
     partition never committed counts from 0. Transaction markers count as messages."""
     return sum(max(0, end - committed.get(tp, 0)) for tp, end in ends.items())
+
+
+# `cci bench stages`: each stage alone drains a backlog left by the stages before it.
+
+# How long a stage's inputs counter must stand still, every input available to it handled,
+# before its backlog counts as drained. A transaction commits every 0.5 s and a scrape every
+# 0.25 s: a pause of 3 s is no longer the stage waiting on either.
+DRAIN_QUIET = 3.0
+# The share of the framework ceiling (faust-eos) each stage alone should reach.
+STAGE_TARGET = 0.6
+
+
+@dataclass(frozen=True)
+class CounterSample:
+    """One reading of a worker's inputs counter, with the CPU read at the same moment."""
+
+    at: float  # time.monotonic()
+    inputs: int | None  # None: its /metrics did not answer (still starting)
+    worker_cpu: float | None = None
+    broker_cpu: float | None = None
+
+
+def increases(samples: Sequence[CounterSample]) -> tuple[int, int] | None:
+    """The indexes of the first and the last samples at which the counter had grown since the
+    answered sample before (or from 0), None while it has not moved. Unanswered samples are
+    skipped rather than read as 0: a scrape that times out is not a counter going back."""
+    first: int | None = None
+    last = 0
+    previous = 0
+    for index, sample in enumerate(samples):
+        if sample.inputs is None:
+            continue
+        if sample.inputs > previous:
+            if first is None:
+                first = index
+            last = index
+        previous = max(previous, sample.inputs)
+    return None if first is None else (first, last)
+
+
+def drained(samples: Sequence[CounterSample], available: int, quiet: float = DRAIN_QUIET) -> bool:
+    """Whether the stage is done: its counter reached `available` and has not moved for
+    `quiet` seconds. Both, because a stage still joining its group stands still too, and one
+    that has reached the count may yet see duplicates after a rebalance."""
+    window = increases(samples)
+    answered = [s for s in samples if s.inputs is not None]
+    if window is None or not answered:
+        return False
+    latest = answered[-1]
+    return (latest.inputs or 0) >= available and latest.at - samples[window[1]].at >= quiet
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else round(after - before, 3)
+
+
+@dataclass
+class StageDrain:
+    """One stage alone on a backlog: its inputs, their pace and what they cost."""
+
+    stage: str
+    available: int  # records in its input topics (read committed) when it started
+    inputs: int = 0  # its counter at the end: every input handled
+    window_inputs: int = 0  # handled from the first increase of the counter to the last
+    seconds: float = 0.0  # first increase to last, at the scrapes' resolution
+    startup_seconds: float = 0.0  # process start to the first increase
+    cpu_seconds: float | None = None  # of the worker over the window
+    broker_cpu_seconds: float | None = None  # of the local broker over the window
+    error: str | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.window_inputs / self.seconds if self.seconds > 0 else 0.0
+
+    @staticmethod
+    def _per_input_ms(cpu: float | None, inputs: int) -> float | None:
+        return None if cpu is None or inputs <= 0 else cpu * 1000 / inputs
+
+    @property
+    def cpu_ms_per_input(self) -> float | None:
+        return self._per_input_ms(self.cpu_seconds, self.window_inputs)
+
+    @property
+    def broker_cpu_ms_per_input(self) -> float | None:
+        return self._per_input_ms(self.broker_cpu_seconds, self.window_inputs)
+
+    def as_dict(self) -> dict[str, Any]:
+        def rounded(value: float | None, digits: int) -> float | None:
+            return None if value is None else round(value, digits)
+
+        return {
+            **asdict(self),
+            "seconds": round(self.seconds, 2),
+            "startup_seconds": round(self.startup_seconds, 1),
+            "per_second": round(self.per_second, 1),
+            "cpu_ms_per_input": rounded(self.cpu_ms_per_input, 2),
+            "broker_cpu_ms_per_input": rounded(self.broker_cpu_ms_per_input, 2),
+            "cores_busy": rounded(
+                self.cpu_seconds / self.seconds if self.cpu_seconds and self.seconds else None, 2
+            ),
+        }
+
+
+def stage_drain(
+    stage: str,
+    available: int,
+    samples: Sequence[CounterSample],
+    started: float,
+    finished: bool,
+) -> StageDrain:
+    """What the samples of one drain say. Inputs, time and CPU are all taken between the same
+    two samples (the first and the last increase), so that the process start, the group join
+    and the silence that ends the drain count in none of them."""
+    result = StageDrain(stage, available)
+    answered = [s.inputs for s in samples if s.inputs is not None]
+    result.inputs = answered[-1] if answered else 0
+    window = increases(samples)
+    if window is None:
+        result.error = "no input handled"
+        return result
+    first, last = samples[window[0]], samples[window[1]]
+    result.window_inputs = (last.inputs or 0) - (first.inputs or 0)
+    result.seconds = last.at - first.at
+    result.startup_seconds = first.at - started
+    result.cpu_seconds = _delta(first.worker_cpu, last.worker_cpu)
+    result.broker_cpu_seconds = _delta(first.broker_cpu, last.broker_cpu)
+    if not finished and result.inputs < available:
+        result.error = f"{result.inputs} of {available} inputs before the timeout"
+    elif result.window_inputs <= 0:
+        result.error = "every input came between two scrapes: too few to time, raise --count"
+    return result
+
+
+def stage_capacity(
+    drains: Sequence[StageDrain], ceiling: CeilingResult | None, lodged: int
+) -> dict[str, dict[str, Any]]:
+    """Per stage: its inputs/s as a share of the framework ceiling, and the declarations/s it
+    alone could carry: its inputs/s over the inputs one lodged declaration gives it (the
+    records available to it per declaration lodged, e.g. about 3 per accepted one for the
+    decision stage)."""
+    found: dict[str, dict[str, Any]] = {}
+    for drain in drains:
+        rate = drain.per_second
+        per_declaration = drain.available / lodged if lodged > 0 else 0.0
+        of_ceiling = (
+            rate / ceiling.per_second if ceiling is not None and ceiling.per_second > 0 else None
+        )
+        row: dict[str, Any] = {
+            "inputs_per_second": round(rate, 1),
+            "inputs_per_declaration": round(per_declaration, 3),
+            "declarations_per_second": round(rate / per_declaration, 1)
+            if per_declaration > 0 and rate > 0
+            else None,
+            "of_ceiling": None if of_ceiling is None else round(of_ceiling, 3),
+            "meets_target": None if of_ceiling is None or rate <= 0 else of_ceiling >= STAGE_TARGET,
+        }
+        cpu_ms = drain.cpu_ms_per_input
+        if ceiling is not None and ceiling.per_cpu_second > 0 and cpu_ms:
+            # Per CPU second holds better than per second when other processes share the cores.
+            row["inputs_per_cpu_second"] = round(1000 / cpu_ms, 1)
+            row["of_ceiling_per_cpu_second"] = round(1000 / cpu_ms / ceiling.per_cpu_second, 3)
+        found[drain.stage] = row
+    return found
+
+
+def bottleneck(capacity: Mapping[str, Mapping[str, Any]]) -> tuple[str, float] | None:
+    """The stage that alone carries the fewest declarations per second, and that rate."""
+    rated = [
+        (stage, float(row["declarations_per_second"]))
+        for stage, row in capacity.items()
+        if row.get("declarations_per_second")
+    ]
+    return min(rated, key=lambda item: item[1], default=None)

@@ -398,31 +398,38 @@ def start_stage_workers(settings: Settings, copies: int, log_dir: Path) -> list[
         for position, stage in enumerate(stages):
             for index in range(copies):
                 port = base + position * copies + index
-                # Under the namespace's state directory, so that the run's clean-up removes it.
-                state = settings.state_dir / settings.namespace / f"{stage}-{index}"
-                log_path = log_dir / f"{stage}-{index}-{settings.namespace}.log"
-                with log_path.open("ab") as handle:
-                    process = subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "streams.cli",
-                            "worker",
-                            "--stage",
-                            stage,
-                            "--namespace",
-                            settings.namespace,
-                        ],
-                        env={**os.environ, "CCI_WEB_PORT": str(port), "CCI_STATE_DIR": str(state)},
-                        stdout=handle,
-                        stderr=subprocess.STDOUT,
-                        cwd=ROOT,
-                    )
-                started.append(StageWorker(stage, index, port, process))
+                started.append(start_stage_worker(settings, stage, index, port, log_dir))
     except BaseException:
         stop_stage_workers(started)
         raise
     return started
+
+
+def start_stage_worker(
+    settings: Settings, stage: str, index: int, port: int, log_dir: Path
+) -> StageWorker:
+    """One `cci worker --stage S` process on web port `port`, its output in `log_dir`."""
+    # Under the namespace's state directory, so that the run's clean-up removes it.
+    state = settings.state_dir / settings.namespace / f"{stage}-{index}"
+    log_path = log_dir / f"{stage}-{index}-{settings.namespace}.log"
+    with log_path.open("ab") as handle:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                "--stage",
+                stage,
+                "--namespace",
+                settings.namespace,
+            ],
+            env={**os.environ, "CCI_WEB_PORT": str(port), "CCI_STATE_DIR": str(state)},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    return StageWorker(stage, index, port, process)
 
 
 def stop_stage_workers(workers: Sequence[StageWorker], grace: float = STOP_GRACE) -> None:

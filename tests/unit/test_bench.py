@@ -21,18 +21,27 @@ from streams.bench.report import (
     micro_report,
     scaling_markdown,
     scaling_report,
+    stages_markdown,
+    stages_report,
     write,
 )
 from streams.bench.results import (
     CeilingResult,
+    CounterSample,
+    StageDrain,
     StepResult,
+    bottleneck,
     ceiling_ratios,
+    drained,
     framework_ceiling,
     group_lag,
     group_totals,
+    increases,
     latency_summary,
     peak,
     saturation,
+    stage_capacity,
+    stage_drain,
     worker_deltas,
 )
 from streams.cli import CliError
@@ -364,3 +373,127 @@ def test_scaling_without_saturation_has_no_saturation_ratio() -> None:
         "saturated_at": None,
         "kept_up_to": None,
     }
+
+
+# `cci bench stages`: the end of a drain, its numbers, the capacity and the report.
+
+
+def samples(*counts: int | None, every: float = 0.25) -> list[CounterSample]:
+    """A counter read every `every` seconds; the worker's CPU grows 1 ms per input, the
+    broker's half that."""
+    found = []
+    for index, count in enumerate(counts):
+        cpu = None if count is None else 0.5 + count / 1000
+        broker = None if count is None else 10 + count / 2000
+        found.append(CounterSample(index * every, count, cpu, broker))
+    return found
+
+
+def test_the_clock_runs_from_the_first_increase_to_the_last() -> None:
+    # Not answering while it starts, then standing at 0 while it joins its group.
+    series = samples(None, None, 0, 0, 100, 250, 400, 400, 400)
+    assert increases(series) == (4, 6)
+    assert increases(samples(None, 0, 0)) is None
+
+
+def test_an_unanswered_scrape_is_not_a_counter_going_back() -> None:
+    assert increases(samples(0, 100, None, 200, 200)) == (1, 3)
+
+
+def test_drained_only_when_every_input_is_handled_and_the_counter_stood_still() -> None:
+    moving = [0, 100, 250, 400]
+    # Reached the count, but not quiet for 3 s yet (11 samples after the last increase).
+    assert not drained(samples(*moving, *[400] * 11), 400)
+    assert drained(samples(*moving, *[400] * 12), 400)
+    # Quiet for long, but short of what was available: still joining or stalled, not done.
+    assert not drained(samples(*moving[:-1], *[250] * 40), 400)
+    # More than available (inputs delivered twice around a rebalance) is done too.
+    assert drained(samples(*moving, 410, *[410] * 12), 400)
+    # A counter that never moved never drained, however quiet.
+    assert not drained(samples(*[0] * 40), 0)
+    assert not drained([], 10)
+
+
+def test_a_drain_counts_inputs_time_and_cpu_between_the_same_two_samples() -> None:
+    series = samples(None, 0, 0, 100, 250, 400, 400)
+    result = stage_drain("intake", 400, series, started=-1.0, finished=True)
+    assert (result.inputs, result.window_inputs, result.error) == (400, 300, None)
+    assert result.seconds == pytest.approx(0.5)  # sample 3 to sample 5
+    assert result.startup_seconds == pytest.approx(1.75)
+    assert result.per_second == pytest.approx(600.0)
+    assert result.cpu_ms_per_input == pytest.approx(1.0)
+    assert result.broker_cpu_ms_per_input == pytest.approx(0.5)
+    assert result.as_dict()["cores_busy"] == pytest.approx(0.6)
+
+
+def test_a_drain_cut_by_the_timeout_or_that_never_started_says_so() -> None:
+    cut = stage_drain("risk", 900, samples(0, 100, 300), started=0.0, finished=False)
+    assert cut.error == "300 of 900 inputs before the timeout"
+    idle = stage_drain("risk", 900, samples(None, 0, 0), started=0.0, finished=False)
+    assert idle.error == "no input handled" and idle.per_second == 0.0
+    assert idle.cpu_ms_per_input is None
+    # All of it within one scrape interval: nothing to time.
+    burst = stage_drain("duties", 5, samples(0, 5, *[5] * 12), started=0.0, finished=True)
+    assert burst.error is not None and "raise --count" in burst.error
+
+
+def drains() -> list[StageDrain]:
+    return [
+        StageDrain("intake", 1000, 1000, 900, 3.0, 5.0, 3.0, 0.9),  # 300/s, 3.33 ms per input
+        StageDrain("risk", 900, 900, 800, 1.0, 5.0, 0.8),  # 800/s
+        StageDrain("decision", 2700, 2700, 2400, 4.0, 5.0, None),  # 600/s, CPU unread
+    ]
+
+
+def test_stage_capacity_against_the_ceiling_and_in_declarations() -> None:
+    capacity = stage_capacity(drains(), framework_ceiling(ceilings()), lodged=1000)
+    intake, risk, decision = capacity["intake"], capacity["risk"], capacity["decision"]
+    # The faust-eos ceiling of the fixture: 1000 messages in 2 s, 400 per CPU second.
+    assert intake["of_ceiling"] == pytest.approx(0.6) and intake["meets_target"] is True
+    assert intake["inputs_per_declaration"] == 1.0
+    assert intake["declarations_per_second"] == 300.0
+    assert intake["inputs_per_cpu_second"] == pytest.approx(300.0)
+    assert intake["of_ceiling_per_cpu_second"] == pytest.approx(0.75)
+    assert risk["inputs_per_declaration"] == 0.9  # only the accepted reach it
+    assert risk["declarations_per_second"] == pytest.approx(888.9)
+    # About three inputs per accepted declaration: acceptance, risk and duties.
+    assert decision["inputs_per_declaration"] == 2.7
+    assert decision["declarations_per_second"] == pytest.approx(222.2)
+    assert decision["of_ceiling"] == pytest.approx(1.2)
+    assert "inputs_per_cpu_second" not in decision
+    slowest = bottleneck(capacity)
+    assert slowest is not None and slowest[0] == "decision"
+    assert slowest[1] == pytest.approx(222.2)
+
+
+def test_stage_capacity_without_a_ceiling_or_a_rate() -> None:
+    capacity = stage_capacity([StageDrain("intake", 10)], None, lodged=10)
+    assert capacity["intake"]["of_ceiling"] is None
+    assert capacity["intake"]["meets_target"] is None
+    assert capacity["intake"]["declarations_per_second"] is None
+    assert bottleneck(capacity) is None
+    assert stage_capacity(drains(), None, lodged=0)["intake"]["inputs_per_declaration"] == 0.0
+
+
+def test_stages_report_json_and_markdown(tmp_path: Path) -> None:
+    cut = StageDrain("duties", 900, 300, 150, 1.0, 5.0, 0.5, 0.1, "300 of 900 inputs")
+    document = stages_report(
+        MACHINE, {"count": 1000}, ceilings()[:2], [*drains(), cut], 1000, "the duties stage"
+    )
+    assert document["kind"] == "stages" and document["framework_ceiling"] == "faust-eos"
+    assert document["bottleneck"] == {"stage": "duties", "declarations_per_second": 166.7}
+    assert document["stages"][0]["cpu_ms_per_input"] == pytest.approx(3.33)
+    markdown = stages_markdown(document)
+    assert "Test CPU" in markdown and "No COP simulator runs" in markdown
+    assert "target: 60% of the faust-eos ceiling" in markdown
+    assert "| intake | 1000 | 1000 | 3.0 | 300 | 60% | 1.00 | 300 | 3.33 | 1.00 | 1.00 |" in (
+        markdown
+    )
+    assert "| decision | 2700 | 2700 | 4.0 | 600 | 120% | 2.70 | 222 | - | - | - |" in markdown
+    assert "300 of 900 inputs" in markdown and "Slowest alone: duties" in markdown
+    written = write(document, markdown, "stages", tmp_path)
+    assert [p.name for p in written] == ["stages.json", "stages.md"]
+    assert json.loads(written[0].read_text())["capacity"]["risk"]["inputs_per_second"] == 800.0
+    # The ceilings, the stages, and the notes of the stages that did not drain.
+    tables = console_tables(document)
+    assert len(tables) == 3 and tables[2] == "duties: 300 of 900 inputs"
