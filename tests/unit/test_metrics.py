@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.broker_health import BrokerHealth
+from streams.config import ROOT
 from streams.metrics import PartitionLag, StageMetrics
+
+RULES = ROOT / "deploy" / "prometheus" / "rules"
+DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 
 
 def scrape(metrics: StageMetrics) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -83,3 +90,24 @@ def test_lag_is_reported_per_group_and_partition_and_a_failing_source_reports_no
 
     broken.watch_lag("cci-duties", unavailable)
     assert "cci_consumer_lag_messages" not in scrape(broken)
+
+
+def test_every_bucket_an_alert_or_a_panel_selects_is_one_the_worker_exposes() -> None:
+    # prometheus_client writes bucket bounds as Go floats (le="3600.0"): a rule selecting
+    # le="3600" matches no series and its alert can never fire, while promtool, fed the rule's
+    # own spelling, passes.
+    metrics = StageMetrics("decision")
+    metrics.handled("declarations.accepted", "processed", 0.002)
+    metrics.decided("released", 0, now=1.0)
+    metrics.broker(BrokerHealth(up=True, seconds=0.01, brokers=1))
+    exposed = {
+        (sample.name, sample.labels["le"])
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for sample in family.samples
+        if "le" in sample.labels
+    }
+    selectors = re.compile(r'(\w+_bucket)\{[^}]*le="([^"]+)"')
+    sources = [*RULES.glob("*.yml"), *DASHBOARDS.glob("*.json")]
+    selected = {m.groups() for path in sources for m in selectors.finditer(path.read_text())}
+    assert selected, "the rules select buckets by bound (CciDecisionLatencySloBurn)"
+    assert selected <= exposed, selected - exposed
