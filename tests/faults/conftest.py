@@ -17,10 +17,11 @@ LOCAL = ROOT / ".local" / "faults"
 pytestmark = pytest.mark.faults
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fault_broker() -> Iterator[FaultBroker]:
     # Free ports, so that the suite never reuses a broker it did not start (whose kill would
-    # then kill nothing).
+    # then kill nothing). Stopped with the suite's module rather than with the whole session:
+    # `make test` runs the suite first, and the broker would take CPU from every later test.
     broker = FaultBroker(port=free_port(), controller_port=free_port(), local_dir=LOCAL)
     broker.run("reset")  # a fresh log: the suite's broker keeps nothing between runs
     broker.run("start")
