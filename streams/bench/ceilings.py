@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from streams.codec import SchemaCatalogue, catalogue
 from streams.config import ROOT, Settings
 from streams.demo import Feed, generated_load
 from streams.kafka_io import produce, producer
+from streams.ports import free_port
 from streams.reference import load_reference
 from streams.topics import event_key, group_id, topic_name
 
@@ -43,12 +43,6 @@ DEFAULT_VARIANTS = ("client", "faust-eos", "faust-alo")
 SEED = 11
 INVALID_SHARE = 0.1
 Log = Callable[[str], None]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def encoded_declarations(

@@ -25,12 +25,13 @@ from pathlib import Path
 
 from streams.admin import delete_namespace, ensure_topics
 from streams.bench import procstat
-from streams.bench.ceilings import encoded_declarations, free_port, prefill
+from streams.bench.ceilings import encoded_declarations, prefill
 from streams.bench.results import CounterSample, StageDrain, drained, stage_drain
 from streams.bench.steps import StageInputs, start_stage_worker, stop_stage_workers
 from streams.codec import catalogue
 from streams.config import ROOT, Settings
 from streams.kafka_io import read
+from streams.ports import free_port
 from streams.topics import STAGES, topic_name
 
 # Pipeline order: each stage's inputs are the outputs of those before it.

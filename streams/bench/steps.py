@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import io
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -63,6 +61,7 @@ from streams.config import ROOT, Settings
 from streams.cop_simulator import GROUP as SIMULATOR_GROUP
 from streams.demo import COP_MIX, Feed, generated_load, wait_for_groups
 from streams.kafka_io import end_offsets, producer, reader
+from streams.ports import free_port_run
 from streams.reference import load_reference
 from streams.topics import STAGES, declaration_key, event_key, group_id, topic_name
 
@@ -256,27 +255,6 @@ class Offsets:
 
     def close(self) -> None:
         self.consumer.close()
-
-
-def free_port_run(count: int) -> int:
-    """A base port with `count` free consecutive ports after it: the stages' web servers must
-    not collide with those of a `cci demo` running beside the benchmark."""
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randrange(20000, 30000)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket()
-                sockets.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in sockets:
-                probe.close()
-    raise RuntimeError("no free ports for the stages' web servers")
 
 
 class CpuMeter:

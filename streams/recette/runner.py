@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,7 @@ from streams.codec import SchemaCatalogue, catalogue
 from streams.config import Settings
 from streams.jsonform import JsonFormError, from_json, to_json
 from streams.kafka_io import complete, publish_records, read
+from streams.ports import free_port
 from streams.recette.matching import capture_values, describe_mismatch, matches
 from streams.recette.model import Expect, ExpectNone, Scenario, Send, substitute
 from streams.recette.report import ScenarioResult, StepFailure
@@ -40,12 +40,6 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 120.0
 SEEN_CAP = 20
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Namespace:

@@ -9,8 +9,8 @@ import pytest
 
 from streams.codec import SchemaCatalogue, catalogue
 from streams.config import ROOT, Settings
+from streams.ports import free_port
 from tests.faults.harness import FaultBroker
-from tests.integration.conftest import free_port
 
 LOCAL = ROOT / ".local" / "faults"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from streams.admin import delete_namespace, ensure_topics
 from streams.codec import SchemaCatalogue, catalogue
 from streams.config import ROOT, Settings
 from streams.kafka_io import read
+from streams.ports import free_port
 from streams.topics import dead_letter_topic, topic_name
 
 pytestmark = pytest.mark.integration
@@ -52,12 +52,6 @@ def settings(bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def schemas() -> SchemaCatalogue:
     return catalogue(Settings().schemas_dir)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class WorkerProcess:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,6 +20,7 @@ from streams.config import ROOT
 from streams.generator import generate
 from streams.jsonform import from_json
 from streams.kafka_io import publish_records
+from streams.ports import free_port
 from streams.prometheus_local import LocalPrometheus, write_targets
 from streams.reference import load_reference
 from streams.stages import BUILDERS
@@ -32,12 +32,6 @@ DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 ALERTS = ROOT / "deploy" / "prometheus" / "rules" / "cci-alerts.yml"
 # Nothing fails in a healthy run: these panels are empty until something does.
 EMPTY_WHEN_HEALTHY = ("cci_stage_errors_total", 'outcome="failed"')
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -33,9 +33,10 @@ from streams.config import ROOT, Settings
 from streams.generator import generate
 from streams.jsonform import from_json
 from streams.kafka_io import publish_records
+from streams.ports import free_port
 from streams.reference import load_reference
 from streams.topics import dead_letter_topic, topic_name
-from tests.integration.conftest import WorkerProcess, collect, free_port
+from tests.integration.conftest import WorkerProcess, collect
 
 pytestmark = pytest.mark.integration
 
