@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -112,6 +113,14 @@ def _namespace(prefix: str | None) -> str:
     return f"{prefix or 'bench'}-{uuid.uuid4().hex[:8]}"
 
 
+def _progress() -> Callable[[str], None]:
+    """The progress lines of a run, on stderr so that stdout stays the report."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda line: console.print(line, highlight=False)
+
+
 def _show(document: dict[str, Any], written: list[Path]) -> None:
     from rich.console import Console
 
@@ -147,7 +156,6 @@ def bench(
     measure the client and framework ceilings on the same messages (make bench)."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.console import Console
 
     from streams.bench import report as rp
     from streams.bench.ceilings import run_ceilings
@@ -162,10 +170,7 @@ def bench(
     ceiling_settings = load_settings(f"{name}-c")
     steps_settings = load_settings(f"{name}-s")
     _require_broker(steps_settings)
-    console = Console(stderr=True)
-
-    def log(line: str) -> None:
-        console.print(line, highlight=False)
+    log = _progress()
 
     machine = machine_info()
     log(
@@ -208,7 +213,6 @@ def scaling_command(
 ) -> None:
     """The steps once per worker count (no ceilings), one after the other within the budget,
     and a comparison: where each saturated, its peak decided/s, the ratios to the first."""
-    from rich.console import Console
 
     from streams.bench import report as rp
     from streams.bench.machine import machine_info
@@ -222,10 +226,7 @@ def scaling_command(
     name = _namespace(namespace)
     settings = load_settings(f"{name}-w{counts[0]}")
     _require_broker(settings)
-    console = Console(stderr=True)
-
-    def log(line: str) -> None:
-        console.print(line, highlight=False)
+    log = _progress()
 
     machine = machine_info()
     directory = output_dir or rp.RESULTS_DIR
@@ -272,7 +273,6 @@ def ceilings_command(
     output_dir: OutputOpt = None,
 ) -> None:
     """Only the ceilings: the client and Faust one-hop rates on the same messages."""
-    from rich.console import Console
 
     from streams.bench import report as rp
     from streams.bench.ceilings import run_ceilings
@@ -281,14 +281,8 @@ def ceilings_command(
 
     settings = load_settings(_namespace(namespace))
     _require_broker(settings)
-    console = Console(stderr=True)
     machine = machine_info()
-    results = run_ceilings(
-        settings,
-        count,
-        time.monotonic() + budget,
-        log=lambda line: console.print(line, highlight=False),
-    )
+    results = run_ceilings(settings, count, time.monotonic() + budget, log=_progress())
     config = {"ceiling_count": count, "budget_seconds": budget, "bootstrap": settings.bootstrap}
     document = rp.bench_report(machine, config, results, [], "ceilings only", 0.0)
     markdown = rp.bench_markdown(document)
@@ -321,7 +315,6 @@ def stages_command(
 ) -> None:
     """Each stage alone, one worker, draining the backlog the stages before it left: its
     inputs/s, CPU per input, share of the Faust ceiling and the declarations/s it could carry."""
-    from rich.console import Console
 
     from streams.bench import report as rp
     from streams.bench.ceilings import run_ceilings
@@ -335,10 +328,7 @@ def stages_command(
     ceiling_settings = load_settings(f"{name}-c")
     stage_settings = load_settings(f"{name}-s")
     _require_broker(stage_settings)
-    console = Console(stderr=True)
-
-    def log(line: str) -> None:
-        console.print(line, highlight=False)
+    log = _progress()
 
     machine = machine_info()
     log(
