@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: setup run test lint unit integration recette bench bench-micro bench-stages broker broker-stop broker-status broker-secure broker-secure-stop faults prometheus-tools prometheus-stop dashboards compose k8s clean
+.PHONY: setup run test lint unit integration recette bench bench-micro bench-stages profile broker broker-stop broker-status broker-secure broker-secure-stop faults prometheus-tools prometheus-stop dashboards compose k8s clean
 
 setup: $(STAMP)
 
@@ -61,6 +61,11 @@ bench-micro: setup
 # Each stage alone on a lodged backlog, against the Faust ceiling of the same run (--budget 300 s).
 bench-stages: setup broker
 	$(BIN)/cci bench stages
+
+# One stage's worker sampled by py-spy while it drains a backlog: make profile STAGE=decision.
+STAGE ?= intake
+profile: setup broker
+	$(BIN)/cci bench profile --stage $(STAGE)
 
 lint: setup
 	$(BIN)/ruff check streams tests

@@ -1,7 +1,7 @@
 """`cci bench` (the steps and ceilings, needs the broker), `cci bench ceilings` (the ceilings
 alone), `cci bench scaling` (the steps once per worker count, compared), `cci bench stages`
-(each stage alone on a backlog, against the ceilings) and `cci bench micro` (pure functions, no
-broker). Added to the `cci` app by
+(each stage alone on a backlog, against the ceilings), `cci bench profile` (one stage under
+py-spy) and `cci bench micro` (pure functions, no broker). Added to the `cci` app by
 `register(app)` from `streams.cli`; errors follow its rule: one line on stderr, exit 2.
 """
 
@@ -364,6 +364,89 @@ def stages_command(
         output_dir or rp.RESULTS_DIR,
     )
     _show(document, written)
+
+
+@bench_app.command("profile")
+def profile_command(
+    stage: Annotated[
+        str, typer.Option("--stage", help="the stage to profile: intake, risk, duties, decision")
+    ] = "intake",
+    count: Annotated[
+        int,
+        typer.Option("--count", min=10, max=100_000, help="declarations lodged for the stages"),
+    ] = 3000,
+    budget: Annotated[
+        float, typer.Option("--budget", min=60.0, help="seconds the whole run may take")
+    ] = 300.0,
+    top: Annotated[int, typer.Option("--top", min=1, max=500, help="functions listed")] = 30,
+    seed: Annotated[int, typer.Option("--seed", help="same seed, same declarations")] = 11,
+    namespace: NamespaceOpt = None,
+    output_dir: OutputOpt = None,
+) -> None:
+    """One stage's worker sampled by py-spy while it drains the backlog the stages before it
+    left (make profile STAGE=...): the functions holding its time, and the collapsed stacks
+    for a flame graph, in bench/results/."""
+    from streams.bench import profile as pf
+    from streams.bench import report as rp
+    from streams.bench.drain import ORDER, run_stages
+    from streams.bench.machine import machine_info
+    from streams.bench.steps import StageWorker
+    from streams.cli import _require_broker, fail, load_settings
+
+    if stage not in ORDER:
+        fail(f"--stage {stage!r}: choose one of {', '.join(ORDER)}")
+    if not Path(pf.py_spy()).exists():
+        fail(f"{pf.py_spy()} is missing: run make setup (py-spy comes with the dev extra)")
+    settings = load_settings(f"{_namespace(namespace)}-p")
+    _require_broker(settings)
+    log = _progress()
+    machine = machine_info()
+    directory = output_dir or rp.RESULTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    name = rp.stem(machine, f"profile-{stage}")
+    stacks = directory / f"{name}.txt"
+    sampler: list[Any] = []
+
+    def watch(worker: StageWorker) -> None:
+        log(f"profile: py-spy sampling the {stage} worker (pid {worker.process.pid})")
+        sampler.append(pf.attach(worker, stacks, directory / f"{name}.py-spy.log"))
+
+    log(f"profile {stage} on {settings.bootstrap}, {count} declarations, budget {budget:.0f} s")
+    run = run_stages(
+        settings, count, time.monotonic() + budget, seed, log=log, last=stage, watch=watch
+    )
+    if not sampler:
+        fail(f"the {stage} stage was not reached: {run.stopped_because}", code=1)
+    try:
+        sampler[0].wait(timeout=60)
+    except Exception:
+        sampler[0].kill()
+    if not stacks.exists():
+        fail(f"py-spy wrote no samples, see {directory / f'{name}.py-spy.log'}", code=1)
+    total, hotspots = pf.summarise(stacks.read_text().splitlines(), top)
+    drain = run.drains[-1]
+    markdown = pf.markdown(stage, machine, drain, total, hotspots, stacks.name)
+    (directory / f"{name}.md").write_text(markdown)
+    _show_profile(stage, drain, total, hotspots)
+    typer.echo(f"  {stacks}\n  {directory / f'{name}.md'}")
+
+
+def _show_profile(stage: str, drain: Any, total: int, hotspots: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cpu = drain.cpu_ms_per_input
+    table = Table(
+        title=f"{stage}: {drain.inputs} inputs, {drain.per_second:.0f}/s, "
+        + ("-" if cpu is None else f"{cpu:.2f} ms CPU")
+        + f" per input; {total} samples"
+    )
+    table.add_column("with callees", justify="right")
+    table.add_column("own", justify="right")
+    table.add_column("function")
+    for spot in hotspots:
+        table.add_row(f"{spot.inclusive:.1%}", f"{spot.own:.1%}", spot.function)
+    Console().print(table)
 
 
 @bench_app.command("micro")

@@ -27,7 +27,12 @@ from streams.admin import delete_namespace, ensure_topics
 from streams.bench import procstat
 from streams.bench.ceilings import encoded_declarations, prefill
 from streams.bench.results import CounterSample, StageDrain, drained, stage_drain
-from streams.bench.steps import StageInputs, start_stage_worker, stop_stage_workers
+from streams.bench.steps import (
+    StageInputs,
+    StageWorker,
+    start_stage_worker,
+    stop_stage_workers,
+)
 from streams.codec import catalogue
 from streams.config import ROOT, Settings
 from streams.kafka_io import read
@@ -44,6 +49,7 @@ STOP_RESERVE = 10.0
 # Below this, a stage would spend its share starting up: not worth starting.
 MIN_STAGE_SECONDS = 20.0
 Log = Callable[[str], None]
+Watch = Callable[[StageWorker], None]
 
 
 @dataclass
@@ -68,13 +74,16 @@ def drain_stage(
     broker_pid: int | None,
     log_dir: Path,
     poll: float = POLL,
+    watch: Watch | None = None,
 ) -> StageDrain:
     """Start one worker of `stage`, sample its inputs counter until it has drained
     `available` records or the deadline, stop it (SIGTERM, then the grace) and judge the
-    samples."""
+    samples. `watch` is called with the worker once it is started (a profiler attaches)."""
     port = free_port()
     started = time.monotonic()
     worker = start_stage_worker(settings, stage, 0, port, log_dir)
+    if watch is not None:
+        watch(worker)
     counter = StageInputs({stage: port}, settings.web_host)
     samples: list[CounterSample] = []
     finished = False
@@ -118,9 +127,13 @@ def run_stages(
     seed: int = SEED,
     log: Log = print,
     log_dir: Path = ROOT / ".local" / "bench" / "logs",
+    last: str | None = None,
+    watch: Watch | None = None,
 ) -> StagesRun:
     """Lodge `count` declarations, then drain them stage by stage, each stage getting an even
-    share of the time left; the namespace and its state are deleted after, whatever happens."""
+    share of the time left, up to stage `last` (all when None), which `watch` is called with;
+    the namespace and its state are deleted after, whatever happens."""
+    stages = ORDER if last is None else ORDER[: ORDER.index(last) + 1]
     run = StagesRun()
     log_dir.mkdir(parents=True, exist_ok=True)
     schemas = catalogue(settings.schemas_dir)
@@ -131,8 +144,8 @@ def run_stages(
         prefill(settings, source, encoded_declarations(settings, schemas, count, seed))
         run.lodged = count_records(settings, [source], deadline)
         run.broker_pid = procstat.local_broker_pid()
-        for position, stage in enumerate(ORDER):
-            share = (deadline - time.monotonic()) / (len(ORDER) - position)
+        for position, stage in enumerate(stages):
+            share = (deadline - time.monotonic()) / (len(stages) - position)
             if share < MIN_STAGE_SECONDS + STOP_RESERVE:
                 run.stopped_because = f"the time budget leaves no room for the {stage} stage"
                 break
@@ -149,6 +162,7 @@ def run_stages(
                 time.monotonic() + share - STOP_RESERVE,
                 run.broker_pid,
                 log_dir,
+                watch=watch if stage == stages[-1] else None,
             )
             run.drains.append(drain)
             cpu = drain.cpu_ms_per_input

@@ -71,6 +71,7 @@ def test_validate_says_in_one_line_why_a_file_is_not_a_declaration(
         ["publish", "no.such.event", "-"],
         ["tail", "no.such.event"],
         ["worker", "--stage", "nowhere"],
+        ["bench", "profile", "--stage", "nowhere"],
         ["validate"],
     ],
 )
