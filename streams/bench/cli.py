@@ -46,6 +46,13 @@ RatesOpt = Annotated[
 NamespaceOpt = Annotated[
     str | None, typer.Option("--namespace", "-n", help="prefix of the run's namespaces")
 ]
+BudgetOpt = Annotated[
+    float, typer.Option("--budget", min=60.0, help="seconds the whole run may take")
+]
+LodgedOpt = Annotated[
+    int, typer.Option("--count", min=10, max=100_000, help="declarations lodged for the stages")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="same seed, same declarations")]
 DEFAULT_RATES = "50,100,200,400,800,1600,3200"
 WORKERS_HELP = "worker processes per stage, sharing its consumer group and partitions"
 
@@ -138,9 +145,7 @@ def _show(document: dict[str, Any], written: list[Path]) -> None:
 @bench_app.callback()
 def bench(
     ctx: typer.Context,
-    budget: Annotated[
-        float, typer.Option("--budget", min=60.0, help="seconds the whole run may take")
-    ] = 600.0,
+    budget: BudgetOpt = 600.0,
     step_seconds: StepSecondsOpt = 20.0,
     rates: RatesOpt = DEFAULT_RATES,
     ceiling_count: Annotated[
@@ -299,17 +304,12 @@ STAGE_CEILINGS = ("client", "faust-eos")
 
 @bench_app.command("stages")
 def stages_command(
-    count: Annotated[
-        int,
-        typer.Option("--count", min=10, max=100_000, help="declarations lodged for the stages"),
-    ] = 3000,
-    budget: Annotated[
-        float, typer.Option("--budget", min=60.0, help="seconds the whole run may take")
-    ] = 300.0,
+    count: LodgedOpt = 3000,
+    budget: BudgetOpt = 300.0,
     ceiling_count: Annotated[
         int, typer.Option("--ceiling-count", min=10, help="messages each ceiling hop takes")
     ] = 3000,
-    seed: Annotated[int, typer.Option("--seed", help="same seed, same declarations")] = 11,
+    seed: SeedOpt = 11,
     namespace: NamespaceOpt = None,
     output_dir: OutputOpt = None,
 ) -> None:
@@ -371,15 +371,10 @@ def profile_command(
     stage: Annotated[
         str, typer.Option("--stage", help="the stage to profile: intake, risk, duties, decision")
     ] = "intake",
-    count: Annotated[
-        int,
-        typer.Option("--count", min=10, max=100_000, help="declarations lodged for the stages"),
-    ] = 3000,
-    budget: Annotated[
-        float, typer.Option("--budget", min=60.0, help="seconds the whole run may take")
-    ] = 300.0,
+    count: LodgedOpt = 3000,
+    budget: BudgetOpt = 300.0,
     top: Annotated[int, typer.Option("--top", min=1, max=500, help="functions listed")] = 30,
-    seed: Annotated[int, typer.Option("--seed", help="same seed, same declarations")] = 11,
+    seed: SeedOpt = 11,
     namespace: NamespaceOpt = None,
     output_dir: OutputOpt = None,
 ) -> None:
