@@ -8,6 +8,7 @@ py-spy) and `cci bench micro` (pure functions, no broker). Added to the `cci` ap
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,8 @@ import typer
 from streams.bench.results import MAX_WORKERS
 
 if TYPE_CHECKING:
+    from streams.bench.profile import Hotspot
+    from streams.bench.results import StageDrain
     from streams.bench.steps import StepsRun
     from streams.config import Settings
 
@@ -413,8 +416,8 @@ def profile_command(
     if not sampler:
         fail(f"the {stage} stage was not reached: {run.stopped_because}", code=1)
     try:
-        sampler[0].wait(timeout=60)
-    except Exception:
+        sampler[0].wait(timeout=60)  # py-spy writes its output once the worker has exited
+    except subprocess.TimeoutExpired:
         sampler[0].kill()
     if not stacks.exists():
         fail(f"py-spy wrote no samples, see {directory / f'{name}.py-spy.log'}", code=1)
@@ -426,7 +429,7 @@ def profile_command(
     typer.echo(f"  {stacks}\n  {directory / f'{name}.md'}")
 
 
-def _show_profile(stage: str, drain: Any, total: int, hotspots: list[Any]) -> None:
+def _show_profile(stage: str, drain: StageDrain, total: int, hotspots: list[Hotspot]) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.bench.machine import describe
+from streams.bench.results import StageDrain
 from streams.bench.steps import StageWorker
 
 # Samples a second: enough for shares to the percent over a drain of tens of seconds.
@@ -87,21 +88,19 @@ def summarise(lines: Iterable[str], top: int = 25) -> tuple[int, list[Hotspot]]:
 def markdown(
     stage: str,
     machine: dict[str, Any],
-    drain: object,
+    drain: StageDrain,
     total: int,
     hotspots: list[Hotspot],
     stacks: str,
 ) -> str:
     """The report: the machine, the drain, and the functions by share of samples."""
-    inputs = getattr(drain, "inputs", 0)
-    rate = getattr(drain, "per_second", 0.0)
-    cpu = getattr(drain, "cpu_ms_per_input", None)
+    cpu = drain.cpu_ms_per_input
     lines = [
         f"# Profile of the {stage} stage",
         "",
         f"Machine: {describe(machine)}.",
         "",
-        f"The worker drained {inputs} inputs at {rate:.0f}/s, "
+        f"The worker drained {drain.inputs} inputs at {drain.per_second:.0f}/s, "
         + ("CPU unknown" if cpu is None else f"{cpu:.2f} ms of CPU per input")
         + f", sampled by py-spy {RATE} times a second ({total} samples, wall clock: a "
         "function waiting for the CPU counts as much as one using it). Collapsed stacks: "
