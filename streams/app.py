@@ -180,6 +180,27 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
                 self.inputs_open().clear()
             return done
 
+    def commit_soon(self, after: float) -> None:
+        """Commit `after` seconds from now, unless such a commit is pending already.
+
+        A stage calls this when it has read everything it was sent: its outputs are visible
+        downstream only once their transaction commits, and a declaration crosses four commits
+        before its release, so waiting for the commit interval at each made most of its latency
+        at low load. Under load the input does not run dry and the commits stay at the
+        interval, where large transactions keep each input cheap (docs/decisions.md,
+        Exactly-once, 8)."""
+        pending: asyncio.Future[Any] | None = self.__dict__.get("_cci_commit_soon")
+        if pending is not None and not pending.done():
+            return
+        # A future of the consumer's service: a failed commit crashes the worker as one of
+        # Faust's own periodic commits would, and stopping the worker stops the wait.
+        self.__dict__["_cci_commit_soon"] = self.add_future(self._commit_after(after))
+
+    async def _commit_after(self, after: float) -> None:
+        await asyncio.sleep(after)
+        if not self.should_stop:
+            await self.commit()
+
     def inputs_open(self) -> asyncio.Event:
         """Set while inputs may be processed: once Faust has begun the transactions and
         seeked the partitions to their committed offsets, until it ends the transactions."""
@@ -319,6 +340,7 @@ class StageContext:
         lock = processing_lock(self.app)
         in_worker = self.app.in_transaction  # Faust's test_context never recovers anything
         consumer = cast(LockedCommitConsumer, self.app.consumer) if in_worker else None
+        idle_commit = self.settings.idle_commit
         async for event in stream.events():
             message = event.message
             # Faust acknowledges an event when the loop asks for the next one, before it
@@ -342,6 +364,8 @@ class StageContext:
                     consumer.mark_processed(message.tp, message.offset, message.timestamp)
             finally:
                 lock.release()
+            if consumer is not None and idle_commit and stream.channel.queue.empty():
+                consumer.commit_soon(idle_commit)
 
     async def _process_one(
         self, message: Any, handle: Callable[[Any], Awaitable[None]], name: str

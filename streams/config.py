@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     commit_interval: float = Field(
         default=0.5, gt=0, description="seconds between a stage's transaction commits"
     )
+    idle_commit: float = Field(
+        default=0.0,
+        ge=0,
+        description="seconds after a stage has read all it was sent that it commits, without"
+        " waiting for the commit interval; 0: at the commit interval only",
+    )
     broker_probe_interval: float = Field(
         default=5.0, gt=0, description="seconds between a worker's checks that the broker answers"
     )

@@ -3,10 +3,10 @@ declaration's state and one input event.
 
 `step(state, logical, record, config)` returns the new state and the events to emit. The state is
 one JSON-able dict per MRN (the decision stage keeps it in a table keyed by MRN); times are epoch
-milliseconds of event time, decimals are strings, the declaration is kept in its JSON form until it
-has been forwarded. Nothing here reads a clock: a timer fires only when a `clock.tick` whose
-`occurredAt` is at or past its deadline is stepped, so the same inputs in the same order give the
-same outputs.
+milliseconds of event time, decimals are strings, the declaration is kept (Avro-encoded, see
+`keep_declaration`) until it has been forwarded. Nothing here reads a clock: a timer fires only
+when a `clock.tick` whose `occurredAt` is at or past its deadline is stepped, so the same inputs
+in the same order give the same outputs.
 
 The inputs of one MRN arrive on several topics, so their order is not guaranteed: `risk.assessed`
 or `duties.assessed` may be read before `declaration.accepted`. Those two come from our own
@@ -19,14 +19,16 @@ The choices the specification leaves open are written down in `docs/decisions.md
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from streams.codec import SchemaCatalogue
 from streams.events import Output, derived_event_id, notification, output
-from streams.jsonform import from_json, to_json
+from streams.jsonform import from_json
 from streams.topics import STAGES
 
 ACCEPTED = "ACCEPTED"
@@ -47,13 +49,14 @@ EVENT_ID_MEMORY = 64
 
 # What the decision stage reads, as the topic catalogue declares it.
 INPUTS = STAGES["decision"].reads
+LODGED = "declaration.lodged"
 
 
 @dataclass(frozen=True)
 class DecisionConfig:
     cop_response_timeout: timedelta
     lapse_after: timedelta
-    declaration_schema: Any  # parsed Avro schema of declaration.lodged, for the stored JSON form
+    schemas: SchemaCatalogue  # encodes the declaration the state keeps until the forward
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,23 @@ def millis(instant: datetime) -> int:
 
 def instant(ms: int) -> datetime:
     return _EPOCH + ms * _MS
+
+
+def keep_declaration(declaration: Mapping[str, Any], schemas: SchemaCatalogue) -> str:
+    """The declaration as the state keeps it until the forward: its Avro single-object encoding,
+    in base64. Less than half the size of its JSON form, and about a third of the CPU to write and
+    read back; the state is written, and read from the store, for every input until then."""
+    return base64.b64encode(schemas.encode(LODGED, declaration)).decode("ascii")
+
+
+def kept_declaration(kept: str | dict[str, Any], schemas: SchemaCatalogue) -> dict[str, Any]:
+    """The declaration a state keeps, Avro-native; a state written before the Avro form was
+    kept holds the JSON form of spec §3 instead (docs/decisions.md, Decision)."""
+    if isinstance(kept, dict):
+        declaration: dict[str, Any] = from_json(schemas.latest(LODGED).schema, kept)
+        return declaration
+    # The fingerprint in the encoding resolves an earlier version of the schema to the latest.
+    return schemas.decode(LODGED, base64.b64decode(kept))
 
 
 def final_control(state: Mapping[str, Any]) -> str | None:
@@ -177,7 +197,7 @@ def _accepted(state: dict[str, Any], record: Mapping[str, Any], config: Decision
         acceptedAt=accepted_at,
         acceptedEventId=record["eventId"],
         presentationOffice=declaration["presentationOffice"],
-        declaration=to_json(config.declaration_schema, declaration),
+        declaration=keep_declaration(declaration, config.schemas),
         # A standard declaration is presented when it is lodged; a pre-lodged one waits.
         presented=declaration["additionalDeclarationType"] != "D",
     )
@@ -353,7 +373,7 @@ def _forward(out: _Emitter, config: DecisionConfig) -> None:
             "totalDuty": Decimal(duties["totalDuty"]),
             "totalVat": Decimal(duties["totalVat"]),
             "vatMemberState": duties["vatMemberState"],
-            "declaration": from_json(config.declaration_schema, state["declaration"]),
+            "declaration": kept_declaration(state["declaration"], config.schemas),
         },
         # One forward per declaration, whichever of acceptance, risk and duties came last.
         cause=f"{state['acceptedEventId']}|{state['mrn']}",

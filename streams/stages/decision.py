@@ -57,7 +57,7 @@ def build(ctx: StageContext) -> Any:
     config = DecisionConfig(
         cop_response_timeout=ctx.settings.cop_response_timeout,
         lapse_after=ctx.settings.lapse_after,
-        declaration_schema=ctx.catalogue.latest("declaration.lodged").schema,
+        schemas=ctx.catalogue,
     )
     logical_of = {topic_name(ctx.settings.namespace, logical): logical for logical in INPUTS}
     timers = TimerIndex()

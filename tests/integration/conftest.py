@@ -126,8 +126,8 @@ class WorkerProcess:
 def workers(settings: Settings, tmp_path: Path) -> Iterator[Any]:
     started: list[WorkerProcess] = []
 
-    def start(stage: str = "intake") -> WorkerProcess:
-        worker = WorkerProcess(settings, stage, tmp_path).start()
+    def start(stage: str = "intake", env: Mapping[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(settings, stage, tmp_path, env).start()
         started.append(worker)
         return worker
 

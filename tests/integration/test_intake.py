@@ -88,13 +88,34 @@ def test_a_redelivered_event_gives_nothing_new_and_a_relodged_lrn_is_refused(
     assert out["dead-letter"] == []
 
 
-@pytest.mark.parametrize("interruption", ["stop", "kill"])
+def test_a_stage_that_has_read_everything_commits_without_waiting_for_the_interval(
+    settings: Settings, schemas: SchemaCatalogue, workers: Any
+) -> None:
+    # A commit interval far longer than the test: only the idle commit can make the outputs
+    # visible to a read_committed reader in time.
+    workers("intake", env={"CCI_COMMIT_INTERVAL": "600", "CCI_IDLE_COMMIT": "0.05"})
+    load = declarations(schemas, 5, 0.0, seed=41)
+    publish_records(settings, schemas, "declaration.lodged", load)
+
+    out = collect(settings, schemas, ["declaration.accepted"], until=5, timeout=30)
+
+    assert sorted(r["lrn"] for r in out["declaration.accepted"]) == sorted(d["lrn"] for d in load)
+
+
+@pytest.mark.parametrize(
+    ("interruption", "idle_commit"), [("stop", "0"), ("kill", "0"), ("kill", "0.05")]
+)
 def test_nothing_is_lost_or_duplicated_across_a_restart_mid_flow(
-    settings: Settings, schemas: SchemaCatalogue, workers: Any, interruption: str
+    settings: Settings,
+    schemas: SchemaCatalogue,
+    workers: Any,
+    interruption: str,
+    idle_commit: str,
 ) -> None:
     load = declarations(schemas, 3000, 0.1, seed=31)
     publish_records(settings, schemas, "declaration.lodged", load)
-    first = workers("intake")
+    env = {"CCI_IDLE_COMMIT": idle_commit}
+    first = workers("intake", env)
     # Kill once part of the load has been written out, so the restart has work on both sides.
     outputs = [topic_name(settings.namespace, lg) for lg in OUTCOMES[:2]]
     deadline = time.monotonic() + 90
@@ -104,7 +125,7 @@ def test_nothing_is_lost_or_duplicated_across_a_restart_mid_flow(
         time.sleep(0.05)
     assert 300 <= written < 3000, f"{written} outcome records when the worker was killed"
     first.kill() if interruption == "kill" else first.stop()
-    workers("intake")
+    workers("intake", env)
 
     out = collect(settings, schemas, OUTCOMES, until=3000, timeout=120)
 

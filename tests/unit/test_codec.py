@@ -238,6 +238,17 @@ def test_every_event_round_trips(logical: str) -> None:
     assert SCHEMAS.decode_any(SCHEMAS.encode(logical, record)) == (logical, record)
 
 
+@pytest.mark.parametrize("version", list(SCHEMAS), ids=lambda v: f"{v.logical}-v{v.version}")
+def test_the_codec_hands_fastavro_schemas_it_does_not_parse_again(version: Any) -> None:
+    # Without fastavro's mark, its writer and reader parse the schema again for every message,
+    # about half the cost of an encode; the mark must not change the canonical form.
+    assert version.codec_schema.get("__fastavro_parsed") is True
+    assert "__fastavro_parsed" not in version.schema
+    assert to_parsing_canonical_form(version.codec_schema) == to_parsing_canonical_form(
+        version.schema
+    )
+
+
 def test_the_optional_branches_round_trip_too() -> None:
     sample = copy.deepcopy(DECLARATION)
     sample.update(representative=None, currency="EUR", exchangeRate=None)

@@ -26,13 +26,13 @@ from hypothesis import strategies as st
 from streams.codec import catalogue
 from streams.config import ROOT
 from streams.decision import DecisionConfig, Step, step
-from streams.jsonform import from_json
+from streams.jsonform import from_json, to_json
 from streams.topics import event_key
 
 SCHEMAS = catalogue(ROOT / "schemas")
 DECLARATION_SCHEMA = SCHEMAS.latest("declaration.lodged").schema
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "declaration-valid.json"
-CONFIG = DecisionConfig(timedelta(hours=2), timedelta(days=30), DECLARATION_SCHEMA)
+CONFIG = DecisionConfig(timedelta(hours=2), timedelta(days=30), SCHEMAS)
 
 MRN = "26FR0000000000A1R4"
 LRN = "ACME-2026-000042"  # the fixture's
@@ -515,6 +515,23 @@ def test_the_forward_carries_the_whole_declaration_and_the_state_drops_it() -> N
     assert flow.state is not None
     assert flow.state["declaration"] is None
     assert "Laptops" not in json.dumps(flow.state)  # nothing of the goods stays
+
+
+def test_the_state_keeps_the_declaration_smaller_than_its_json_form() -> None:
+    flow = run([accepted("A")])
+    assert flow.state is not None
+    kept = flow.state["declaration"]
+    assert isinstance(kept, str)
+    assert len(kept) < len(json.dumps(to_json(DECLARATION_SCHEMA, declaration("A")))) / 2
+
+
+def test_a_state_that_kept_the_json_form_still_forwards_its_declaration() -> None:
+    # States written before the declaration was kept Avro-encoded hold its JSON form.
+    flow = run([accepted("A"), risk("DOCUMENTARY")])
+    assert flow.state is not None
+    earlier = Flow({**flow.state, "declaration": to_json(DECLARATION_SCHEMA, declaration("A"))})
+    [forwarded] = run([duties()], earlier).of("cop.forwarded")
+    assert forwarded["declaration"] == accepted("A")[1]["declaration"]
 
 
 def test_release_carries_the_assessed_totals_and_notifications_name_the_declaration() -> None:

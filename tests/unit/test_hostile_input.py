@@ -56,7 +56,7 @@ REFERENCE = load_reference()
 COUNTRY = "FR"
 LODGED = "declaration.lodged"
 DECLARATION_SCHEMA = SCHEMAS.latest(LODGED).schema
-CONFIG = DecisionConfig(timedelta(hours=2), timedelta(days=30), DECLARATION_SCHEMA)
+CONFIG = DecisionConfig(timedelta(hours=2), timedelta(days=30), SCHEMAS)
 # Faust's default producer_max_request_size, which the stages keep
 # (test_the_stage_limit_is_the_one_modelled_here checks it).
 MAX_MESSAGE = 1_000_000
@@ -745,10 +745,10 @@ def test_the_largest_rejection_fits_in_one_message() -> None:
 
 
 def test_an_accepted_declaration_too_big_for_the_decision_state_is_one_dead_letter() -> None:
-    """A name of 200,000 two-byte characters: 400 kB of Avro, but the decision stage keeps the
-    declaration as JSON with \\u escapes until it is forwarded, 1.2 MB: too big for its
-    changelog, so the acceptance is refused whole there."""
-    record = _lodged(declarant={"eori": "FR552100554", "name": "é" * 200_000})
+    """A name of 400,000 two-byte characters: 800 kB of Avro, which the intake accepts, but the
+    decision stage keeps the declaration in base64 until it is forwarded, 1.07 MB: too big for
+    its changelog, so the acceptance is refused whole there."""
+    record = _lodged(declarant={"eori": "FR552100554", "name": "é" * 400_000})
     ending, accepted = intake(wire(LODGED, record))
     assert ending == Ending("accepted") and accepted is not None
     decision = Decision()
@@ -757,6 +757,17 @@ def test_an_accepted_declaration_too_big_for_the_decision_state_is_one_dead_lett
         "dead-letter", "output-too-large"
     )
     assert decision.state is None
+
+
+def test_half_the_largest_declaration_is_kept_by_the_decision_state() -> None:
+    """200,000 two-byte characters: 1.2 MB in the JSON form the state once kept, which refused
+    it; its Avro form fits, and so does its forward to the COP."""
+    record = _lodged(declarant={"eori": "FR552100554", "name": "é" * 200_000})
+    ending, accepted = intake(wire(LODGED, record))
+    assert ending == Ending("accepted") and accepted is not None
+    endings = follow(accepted)
+    assert not [e for e in endings if e.kind == "dead-letter"], endings
+    assert endings[0] == Ending("decided")
 
 
 def test_an_input_at_the_size_limit_keeps_its_beginning_its_size_and_its_hash() -> None:
@@ -906,7 +917,7 @@ def test_the_decision_stage_ends_each_hostile_event_one_way_and_keeps_going(
         key = event_key(logical, record)
         return logical, key, wire(logical, record)
 
-    big_name = _lodged(declarant={"eori": "FR552100554", "name": "é" * 200_000})
+    big_name = _lodged(declarant={"eori": "FR552100554", "name": "é" * 400_000})
     _, too_big_state = intake(wire(LODGED, big_name), sequence=1)
     assert too_big_state is not None
     big_mrn = SCHEMAS.decode("declaration.accepted", too_big_state)["mrn"]
