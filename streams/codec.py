@@ -69,8 +69,8 @@ def load_version(path: Path, logical: str) -> SchemaVersion:
     match = _VERSION_FILE.match(path.name)
     if not match:
         raise ValueError(f"{path}: schema files are named v<N>.avsc")
-    text = json.loads(path.read_text())
-    parsed = parse_schema(text, _write_hint=False)
+    declared = json.loads(path.read_text())
+    parsed = parse_schema(declared, _write_hint=False)
     return SchemaVersion(
         logical,
         int(match.group(1)),
@@ -78,7 +78,7 @@ def load_version(path: Path, logical: str) -> SchemaVersion:
         parsed,
         schema_fingerprint(parsed),
         _check_of(parsed, _names(parsed, {})),
-        parse_schema(text),
+        parse_schema(declared),
     )
 
 
