@@ -197,7 +197,8 @@ def test_a_decision_stage_interrupted_mid_flow_loses_and_repeats_nothing(
     pipeline: Pipeline, interruption: str
 ) -> None:
     at = BASE + timedelta(days=40)
-    mrns = pipeline.lodge_many(at=at, count=300)
+    # Enough that the interruption lands mid-flow however fast the stage has become.
+    mrns = pipeline.lodge_many(at=at, count=1000)
     answers = [{"mrn": m, "control": "NONE", "occurredAt": at} for m in mrns]
     pipeline.send_many("cop.risk-result", answers)
     pipeline.expect("declaration.released", mrn=lambda m: m in set(mrns))
