@@ -110,19 +110,6 @@ class _InputReadOffsets(defaultdict[TP, int | None]):
         return offset if tp.topic.endswith("-changelog") else None
 
 
-class BrokerStableOffsets(aiokafka_driver.AIOKafkaConsumerThread):
-    """Asks the broker how far each changelog goes before Faust recovers a table from it.
-
-    In a transactional app Faust takes that from `last_stable_offset`, a value aiokafka learns
-    only from a fetch of the partition: before the first one it is None, which Faust's recovery
-    reads as an empty changelog. A decision worker restarted after SIGKILL recovered nothing so
-    and sent its declarations' COP answers to the dead letters as unknown MRNs. The consumer
-    reads committed, so the end offsets the broker gives are the last stable offsets."""
-
-    async def _highwaters(self, partitions: list[TP]) -> Any:
-        return await self._ensure_consumer().end_offsets(partitions)
-
-
 class LockedCommitConsumer(aiokafka_driver.Consumer):
     """Commits under the processing lock, from choosing the offsets to closing the
     transactions, so that no input is half in one transaction and half in the next; and
@@ -138,9 +125,6 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_offset = _InputReadOffsets(lambda: None)
-
-    def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
-        return BrokerStableOffsets(self, loop=self.loop, beacon=self.beacon)
 
     def processed_until(self, tp: TP) -> int | None:
         """The offset of the next input of `tp` to process, once the worker has been seeked
