@@ -149,19 +149,20 @@ class Ledger:
 
 
 def ledger_for(settings: Settings, schemas: SchemaCatalogue) -> Ledger:
-    writer = schemas.latest(ACCEPTED).schema
+    writer = schemas.latest(ACCEPTED)
     wanted = ("mrn", "lrn", "declarantEori")
+    # Both schemas as fastavro marks them parsed (see `SchemaVersion.codec_schema`): the ledger
+    # reads every acceptance on the cores the pipeline runs on, and must not parse them each time.
     reader_schema = parse_schema(
         {
             "type": "record",
-            "name": writer["name"],
-            "fields": [f for f in writer["fields"] if f["name"] in wanted],
-        },
-        _write_hint=False,
+            "name": writer.schema["name"],
+            "fields": [f for f in writer.schema["fields"] if f["name"] in wanted],
+        }
     )
     topics = {topic_name(settings.namespace, ACCEPTED): ACCEPTED}
     topics.update({topic_name(settings.namespace, logical): logical for logical in DECISIONS})
-    return Ledger(reader_schema, writer, topics)
+    return Ledger(reader_schema, writer.codec_schema, topics)
 
 
 def pump(feed: Feed, ledger: Ledger, seconds: float) -> None:
