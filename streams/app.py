@@ -95,6 +95,25 @@ class SourcePartitionTransactions(TransactionManager):
             topic, key, value, partition, timestamp, headers, transactional_id=tid
         )
 
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]
+    ) -> None:
+        """Drop the producer of every transactional id the new assignment does not give this
+        worker, before Faust begins the transactions of the ones it does.
+
+        Faust drops only those of the `revoked` partitions its assignor still counts active,
+        which at a join leaves some in place: the worker that joined fences them with its own,
+        and when their partitions came back (the joiner died) the stale producer was used
+        again, each send failing as fenced, the stage stalled on those partitions. Dropped, a
+        producer is made anew when its partitions come back, and fences whatever the previous
+        owner left open."""
+        owned = self._tps_to_transactional_ids(assigned)
+        prefix = f"{self.app.conf.id}-"
+        held: dict[str, Any] = cast(Any, self.producer)._transaction_producers
+        for tid in sorted(t for t in held if t.startswith(prefix) and t not in owned):
+            await self.producer.stop_transaction(tid)
+        await super().on_rebalance(assigned, revoked, newly_assigned)
+
 
 class _InputReadOffsets(defaultdict[TP, int | None]):
     """Faust's read offsets, as its fetch loop sees them: none for the stages' inputs.
@@ -108,6 +127,20 @@ class _InputReadOffsets(defaultdict[TP, int | None]):
     def __getitem__(self, tp: TP) -> int | None:
         offset = super().__getitem__(tp)
         return offset if tp.topic.endswith("-changelog") else None
+
+
+class BrokerStableOffsets(aiokafka_driver.AIOKafkaConsumerThread):
+    """Asks the broker how far each changelog goes before Faust recovers a table from it.
+
+    In a transactional app Faust takes that from `last_stable_offset`, a value aiokafka learns
+    only from a fetch of the partition: before the first one it is None, which Faust's recovery
+    reads as an empty changelog. A decision worker restarted after SIGKILL recovered nothing so,
+    and sent its declarations' COP answers to the dead letters as unknown MRNs. The consumer
+    reads committed, so the end offsets the broker gives are the last stable offsets: up to the
+    first transaction still open, whose writes may yet be aborted."""
+
+    async def _highwaters(self, partitions: list[TP]) -> Any:
+        return await self._ensure_consumer().end_offsets(partitions)
 
 
 class LockedCommitConsumer(aiokafka_driver.Consumer):
@@ -125,6 +158,9 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_offset = _InputReadOffsets(lambda: None)
+
+    def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
+        return BrokerStableOffsets(self, loop=self.loop, beacon=self.beacon)
 
     def processed_until(self, tp: TP) -> int | None:
         """The offset of the next input of `tp` to process, once the worker has been seeked
@@ -227,7 +263,36 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
         buffer belong to another worker now."""
         return tp not in self.__dict__.setdefault("_cci_revoked", set())
 
+    async def commit_revoked(self, revoked: set[TP]) -> None:
+        """Commit what was processed of the `revoked` partitions and end their transactions,
+        before the stage forgets how far it got in them.
+
+        Faust commits at a revocation only while the consumer still has an assignment; a worker
+        that lost its partitions (paused past its session timeout) has none by then, and its
+        transactions stayed open across the rebalance, holding outputs of inputs that the seek
+        to the committed offsets then handed it again: processed twice, in one transaction.
+        Whoever took the partitions over has fenced these transactions, and then the commit
+        fails and the worker restarts on a fresh store; otherwise they are still the stage's
+        own, and committing them keeps the table store, the outputs and the offsets as one."""
+        async with processing_lock(self.app):
+            if not cast(Any, self.app.tables).recovery.completed.is_set():
+                return
+            offsets = {
+                tp: offset
+                for tp, offset in self.__dict__.setdefault("_cci_next", {}).items()
+                if tp in revoked and self._should_commit(tp, offset)
+            }
+            if offsets:
+                await self.transactions.commit(offsets, start_new_transaction=False)
+                cast(Any, self.app.tables).on_commit(offsets)
+                self._committed_offset.update(offsets)
+                self._forget_acks(offsets)
+                log.info("Committed %d revoked partitions before the rebalance", len(offsets))
+            # Nothing more of the old assignment: inputs wait for the new one's seek.
+            self.inputs_open().clear()
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        await self.commit_revoked(revoked)
         # A partition assigned again starts from its committed offset, wherever that is now.
         for tp in revoked:
             self.__dict__.setdefault("_cci_next", {}).pop(tp, None)

@@ -165,10 +165,14 @@ class Supervisor:
         return [w for copies in self.workers.values() for w in copies]
 
     def start(self) -> None:
-        for worker in self.all():
-            worker.launch()
-        for worker in self.all():
-            worker.wait_ready()
+        # A shared stage's second worker joins once the first runs, holding every partition,
+        # as when a stage scales out: the rebalance moves partitions between running members.
+        for copy in (0, 1):
+            starting = [copies[copy] for copies in self.workers.values() if len(copies) > copy]
+            for worker in starting:
+                worker.launch()
+            for worker in starting:
+                worker.wait_ready()
         self._thread.start()
 
     def _watch(self) -> None:
@@ -205,8 +209,9 @@ class Supervisor:
             worker.launch()
 
     def kill_for_good(self, stage: str) -> None:
+        # The worker that joined last: the survivor takes back the partitions it gave away.
         with self._lock:
-            worker = self.workers[stage][0]
+            worker = self.workers[stage][-1]
             self.retired.add(id(worker))
             worker.kill()
 
