@@ -210,6 +210,7 @@ class Flow:
         self.intake = Intake()
         self.earlier = 0  # intake outcomes of messages lodged by an earlier run
         self.intake_duplicates = 0  # a second intake outcome of one message breaks spec §11
+        self.reused_mrns = 0  # an MRN given to a second declaration: its sequence went back
         self.declarations: dict[str, Declaration] = {}
         self.lodged_ts: dict[str, int] = {}
         self.lodged_at: dict[str, str] = {}  # key → topic/partition/offset, to point at a loss
@@ -304,6 +305,8 @@ class Flow:
 
     def _accepted(self, record: Mapping[str, Any], key: str) -> None:
         self.intake.accepted += 1
+        if str(record["mrn"]) in self.declarations:
+            self.reused_mrns += 1
         declaration = Declaration(
             mrn=str(record["mrn"]),
             key=key,
@@ -765,6 +768,7 @@ def _accounted(run: Run, flow: Flow) -> bool:
     return (
         flow.intake.total >= run.expected
         and flow.intake_duplicates == 0
+        and flow.reused_mrns == 0
         and not unexplained(flow.declarations.values())
         and all(d.outcomes <= 1 for d in flow.declarations.values())
         and run.simulator_error is None
@@ -809,6 +813,8 @@ def _intake_rows(table: Table, flow: Flow, run: Run) -> None:
     table.add_row("[bold]accounted for[/]", f"{intake.total} of {run.expected}")
     if flow.intake_duplicates:
         table.add_row("[red]second outcomes of one message[/]", str(flow.intake_duplicates))
+    if flow.reused_mrns:
+        table.add_row("[red]MRNs allocated twice[/]", str(flow.reused_mrns))
     if flow.earlier:
         table.add_row("[yellow]outcomes of earlier runs' messages[/]", str(flow.earlier))
 

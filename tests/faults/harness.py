@@ -106,6 +106,7 @@ class Report:
     without_intake_outcome: int = 0
     second_intake_outcomes: int = 0
     second_terminal_outcomes: int = 0
+    reused_mrns: int = 0
     undecided: int = 0
     undecided_states: dict[str, int] = field(default_factory=dict)
     undecided_examples: list[str] = field(default_factory=list)
@@ -125,6 +126,8 @@ class Report:
             found.append(f"{self.second_intake_outcomes} second intake outcomes")
         if self.second_terminal_outcomes:
             found.append(f"{self.second_terminal_outcomes} second terminal outcomes")
+        if self.reused_mrns:
+            found.append(f"{self.reused_mrns} MRNs allocated twice")
         if self.undecided:
             found.append(
                 f"{self.undecided} accepted declarations undecided, by latest status "
@@ -427,6 +430,7 @@ def fill(report: Report, flow: Flow, expected: int) -> None:
     report.without_intake_outcome = len(flow.without_intake_outcome())
     report.second_intake_outcomes = flow.intake_duplicates
     report.second_terminal_outcomes = sum(d.outcomes - 1 for d in declarations if d.outcomes > 1)
+    report.reused_mrns = flow.reused_mrns
     stuck = unexplained(declarations)
     report.undecided = len(stuck)
     states = Counter(flow.declarations[m].state or "NO_STATUS" for m in stuck)

@@ -308,3 +308,13 @@ def test_only_the_first_outcome_of_a_message_this_run_lodged_counts() -> None:
     flow.absorb("declaration.accepted", message("declaration.accepted", earlier))
     assert (flow.intake.accepted, flow.intake_duplicates, flow.earlier) == (1, 1, 1)
     assert list(flow.declarations) == ["M1"]
+
+
+def test_an_mrn_given_to_two_declarations_is_counted() -> None:
+    flow = Flow(SCHEMAS, Mix())
+    first, second = accepted("M1"), accepted("M1")
+    second["lrn"] = "ANOTHER-LRN"
+    flow.absorb("declaration.accepted", message("declaration.accepted", first))
+    assert flow.reused_mrns == 0
+    flow.absorb("declaration.accepted", message("declaration.accepted", second))
+    assert (flow.intake.accepted, flow.intake_duplicates, flow.reused_mrns) == (2, 0, 1)
