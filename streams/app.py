@@ -14,8 +14,9 @@ can straddle two transactions; and `table[key] = value` hands the changelog writ
 buffer that may deliver it after the commit, or after the last transaction has ended. So a stage
 processes each input and acknowledges it while holding the app's processing lock, which the
 whole commit (choosing the offsets included) also takes, and writes its tables with
-`StageContext.put`, which sends the changelog record itself, awaited, inside that lock. Every
-transaction then holds whole inputs: their outputs, their state changes and their offsets.
+`StageContext.put`, whose changelog records the commit sends itself, under that lock, before it
+commits (`streams.table_writes`). Every transaction then holds whole inputs: their outputs, their
+state changes and their offsets.
 
 Faust's offset bookkeeping loses inputs around a restart (see `LockedCommitConsumer` and
 `_keep_input_buffers`): the stage keeps its own, committing the offset after the last input it
@@ -52,6 +53,7 @@ from streams.events import Output, dead_letter, fit_original
 from streams.faust_settings import client_settings
 from streams.metrics import PartitionLag, StageMetrics
 from streams.reference import ReferenceData, load_reference
+from streams.table_writes import pending_changelog, send_pending
 from streams.topics import DEAD_LETTER, STAGES, dead_letter_topic, group_id, topic_name
 
 log = logging.getLogger(__name__)
@@ -196,6 +198,7 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
             if not cast(Any, self.app.tables).recovery.completed.is_set():
                 # Before Faust's seek to the committed offsets nothing has been processed.
                 return False
+            await send_pending(self.app)
             assignment = self.assignment()
             offsets = {
                 tp: offset
@@ -277,6 +280,7 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
         async with processing_lock(self.app):
             if not cast(Any, self.app.tables).recovery.completed.is_set():
                 return
+            await send_pending(self.app)
             offsets = {
                 tp: offset
                 for tp, offset in self.__dict__.setdefault("_cci_next", {}).items()
@@ -498,8 +502,9 @@ class StageContext:
         )
 
     async def put(self, table: Any, key: str, value: Any) -> None:
-        """`table[key] = value`, with the changelog record sent now, in this input's
-        transaction, rather than left to Faust's background buffer (see the module docstring)."""
+        """`table[key] = value`, with the changelog record sent in this input's transaction,
+        just before it commits, rather than left to Faust's background buffer (see the module
+        docstring and `streams.table_writes`)."""
         self.check_put(table, key, value)
         if not self.app.in_transaction:  # at-least-once (unit tests): Faust's own path is right
             table[key] = value
@@ -507,13 +512,8 @@ class StageContext:
         event = current_event()
         assert event is not None, "tables are written while processing an input"
         table.data[key] = value
-        await table.changelog_topic.send(
-            key=key,
-            value=value,
-            partition=event.message.partition,
-            # Keeps the RocksDB store's record of which changelog offsets it holds.
-            callback=table._on_changelog_sent,
-        )
+        # Sent by the commit, once per key: see streams.table_writes.
+        pending_changelog(self.app).add(table, event.message.partition, key, value)
 
     async def emit(self, outputs: Iterable[Output], headers: Any = None) -> None:
         """Encode and measure everything first, then send: a failure leaves nothing
