@@ -280,20 +280,29 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
         async with processing_lock(self.app):
             if not cast(Any, self.app.tables).recovery.completed.is_set():
                 return
-            await send_pending(self.app)
+            # Nothing more of the old assignment: inputs wait for the new one's seek.
+            self.inputs_open().clear()
             offsets = {
                 tp: offset
                 for tp, offset in self.__dict__.setdefault("_cci_next", {}).items()
                 if tp in revoked and self._should_commit(tp, offset)
             }
+            try:
+                await send_pending(self.app)
+                if offsets:
+                    await self.transactions.commit(offsets, start_new_transaction=False)
+            except Exception as exc:
+                # Fenced: the partitions and their open transactions are another worker's
+                # now. aiokafka would only log a failed rebalance callback and carry on with
+                # this worker's state half forgotten; a restart rebuilds it from the changelogs.
+                log.error("commit before the rebalance failed: %s", failure(exc))
+                await self.app.crash(exc)
+                return
             if offsets:
-                await self.transactions.commit(offsets, start_new_transaction=False)
                 cast(Any, self.app.tables).on_commit(offsets)
                 self._committed_offset.update(offsets)
                 self._forget_acks(offsets)
                 log.info("Committed %d revoked partitions before the rebalance", len(offsets))
-            # Nothing more of the old assignment: inputs wait for the new one's seek.
-            self.inputs_open().clear()
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         await self.commit_revoked(revoked)

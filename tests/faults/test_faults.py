@@ -90,6 +90,33 @@ def test_a_worker_paused_past_its_session_timeout_then_resumed(
     assert report.unplanned_restarts == 0
 
 
+def test_one_of_two_workers_paused_while_the_other_takes_its_partitions(
+    fault_broker: FaultBroker,
+    schemas: SchemaCatalogue,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A zombie: while the paused worker sleeps, the other takes its partitions and fences its
+    # transactions. Resumed, it must not commit what it had processed, nor carry on with
+    # state the other worker has moved past: its commit fails as fenced and it restarts.
+    def fault(supervisor: Supervisor, broker: FaultBroker) -> None:
+        supervisor.signal("decision", signal.SIGSTOP)
+        time.sleep(PAUSE)
+        supervisor.signal("decision", signal.SIGCONT)
+
+    report = run_case(
+        "pause-one-of-two-decision",
+        fault_broker,
+        schemas,
+        tmp_path,
+        fault,
+        shared="decision",
+        timeout=120,
+    )
+    check(report, capsys)
+    assert report.unplanned_restarts <= 1
+
+
 def test_two_workers_share_a_stage_and_one_dies(
     fault_broker: FaultBroker,
     schemas: SchemaCatalogue,
