@@ -74,7 +74,17 @@ def test_sigkill_of_the_broker_mid_load_and_restart(
 # (streams.app.LockedCommitConsumer.inputs_open), and the stage carries on without a restart.
 
 
+# With a second worker, the paused one is a zombie: the other takes its partitions and fences
+# its transactions. Resumed, it must neither commit what it had processed nor carry on with
+# state the other has moved past: its commit fails as fenced and it restarts, once.
+@pytest.mark.parametrize(
+    ("case", "shared", "restarts"),
+    [("pause-decision", None, 0), ("pause-one-of-two-decision", "decision", 1)],
+)
 def test_a_worker_paused_past_its_session_timeout_then_resumed(
+    case: str,
+    shared: str | None,
+    restarts: int,
     fault_broker: FaultBroker,
     schemas: SchemaCatalogue,
     tmp_path: Path,
@@ -85,36 +95,9 @@ def test_a_worker_paused_past_its_session_timeout_then_resumed(
         time.sleep(PAUSE)
         supervisor.signal("decision", signal.SIGCONT)
 
-    report = run_case("pause-decision", fault_broker, schemas, tmp_path, fault, timeout=120)
+    report = run_case(case, fault_broker, schemas, tmp_path, fault, shared=shared, timeout=120)
     check(report, capsys)
-    assert report.unplanned_restarts == 0
-
-
-def test_one_of_two_workers_paused_while_the_other_takes_its_partitions(
-    fault_broker: FaultBroker,
-    schemas: SchemaCatalogue,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    # A zombie: while the paused worker sleeps, the other takes its partitions and fences its
-    # transactions. Resumed, it must not commit what it had processed, nor carry on with
-    # state the other worker has moved past: its commit fails as fenced and it restarts.
-    def fault(supervisor: Supervisor, broker: FaultBroker) -> None:
-        supervisor.signal("decision", signal.SIGSTOP)
-        time.sleep(PAUSE)
-        supervisor.signal("decision", signal.SIGCONT)
-
-    report = run_case(
-        "pause-one-of-two-decision",
-        fault_broker,
-        schemas,
-        tmp_path,
-        fault,
-        shared="decision",
-        timeout=120,
-    )
-    check(report, capsys)
-    assert report.unplanned_restarts <= 1
+    assert report.unplanned_restarts <= restarts
 
 
 def test_two_workers_share_a_stage_and_one_dies(
