@@ -129,6 +129,7 @@ def settings_env(namespace: str) -> dict[str, str]:
             "web_port",
             "store",
             "commit_interval",
+            "idle_commit",
             "broker_probe_interval",
             "cop_response_timeout",
             "lapse_after",
