@@ -193,6 +193,14 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
             lags.append(PartitionLag(tp.topic, tp.partition, behind, age))
         return lags
 
+    def _processed_since_commit(self, chosen: Callable[[TP], bool]) -> dict[TP, int]:
+        """For each `chosen` partition processed past its last commit, the offset to commit."""
+        return {
+            tp: offset
+            for tp, offset in self.__dict__.setdefault("_cci_next", {}).items()
+            if chosen(tp) and self._should_commit(tp, offset)
+        }
+
     async def force_commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with processing_lock(self.app):
             if not cast(Any, self.app.tables).recovery.completed.is_set():
@@ -200,13 +208,11 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
                 return False
             await send_pending(self.app)
             assignment = self.assignment()
-            offsets = {
-                tp: offset
-                for tp, offset in self.__dict__.setdefault("_cci_next", {}).items()
-                if tp in assignment
-                and self._should_commit(tp, offset)
-                and (topics is None or tp in topics or tp.topic in topics)
-            }
+            offsets = self._processed_since_commit(
+                lambda tp: (
+                    tp in assignment and (topics is None or tp in topics or tp.topic in topics)
+                )
+            )
             done = False
             if offsets:
                 done = bool(
@@ -282,11 +288,7 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
                 return
             # Nothing more of the old assignment: inputs wait for the new one's seek.
             self.inputs_open().clear()
-            offsets = {
-                tp: offset
-                for tp, offset in self.__dict__.setdefault("_cci_next", {}).items()
-                if tp in revoked and self._should_commit(tp, offset)
-            }
+            offsets = self._processed_since_commit(lambda tp: tp in revoked)
             try:
                 await send_pending(self.app)
                 if offsets:

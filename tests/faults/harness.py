@@ -170,7 +170,7 @@ class Supervisor:
     def start(self) -> None:
         # A shared stage's second worker joins once the first runs, holding every partition,
         # as when a stage scales out: the rebalance moves partitions between running members.
-        for copy in (0, 1):
+        for copy in range(max(len(copies) for copies in self.workers.values())):
             starting = [copies[copy] for copies in self.workers.values() if len(copies) > copy]
             for worker in starting:
                 worker.launch()
