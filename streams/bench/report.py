@@ -33,9 +33,11 @@ from streams.config import ROOT
 
 RESULTS_DIR = ROOT / "bench" / "results"
 LATENCY_DEFINITION = (
-    "Kafka timestamps (production time, wall clock) from the lodged message to the first "
-    "declaration.released, declaration.not-released or declaration.rejected of the same "
-    "declaration; percentiles over the declarations lodged in the step (nearest rank)"
+    "wall clock, from the lodging (the benchmark hands the message to its producer) to the "
+    "receipt, by a read-committed reader, of the first declaration.released, "
+    "declaration.not-released or declaration.rejected of the same declaration, so the "
+    "commit of the transaction carrying the decision is counted; percentiles over the "
+    "declarations lodged in the step (nearest rank)"
 )
 DECIDED_DEFINITION = (
     "decisions (released, not-released, rejected) whose Kafka timestamp falls within the step, "

@@ -16,11 +16,16 @@ and inputs are the sums over its copies.
 The COP simulator runs as its own process (`cci simulate-cop`), so that its CPU is counted
 apart from the benchmark's.
 
-Times: every latency is Kafka timestamps (production time, wall clock), as in `cci demo` and
-`cci report`: from the lodged message (its timestamp is taken by the client when the
-benchmark produces it, which is when it records it) to the first decision of the declaration:
-`declaration.released`, `declaration.not-released` (written by the decision stage) or
-`declaration.rejected` (written by the intake). Event time (`occurredAt`) is not used: the
+Times, all wall clock: a latency runs from the lodging (the time the benchmark hands the
+message to its producer) to the moment the benchmark's read-committed reader receives the
+declaration's first decision: `declaration.released`, `declaration.not-released` (written by
+the decision stage) or `declaration.rejected` (written by the intake). A decision's Kafka
+timestamp is taken when the stage sends it, before the transaction that carries it commits;
+nobody downstream can see it until then, so the receipt, not the timestamp, is when the
+declaration is decided. The reader is read whenever the benchmark is not sleeping, and the
+next step's declarations are generated in a thread meanwhile, so a receipt is late by a few
+milliseconds at most. The decided rate of a step counts decisions by their Kafka timestamp,
+which places each in the step that produced it. Event time (`occurredAt`) is not used: the
 generator spreads it over minutes and the stages carry it forward from cause to effect.
 
 Between steps the next step's declarations are generated (the generator is too slow to run
@@ -38,6 +43,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,12 +105,16 @@ class Ledger:
     lodged_ms: dict[str, int] = field(default_factory=dict)  # key → lodging timestamp
     step_of: dict[str, int] = field(default_factory=dict)  # key → step index
     key_of_mrn: dict[str, str] = field(default_factory=dict)
-    decided: dict[str, int] = field(default_factory=dict)  # key → first decision timestamp
+    decided: dict[str, int] = field(default_factory=dict)  # key → first decision received (ms)
     decisions: list[tuple[int, str]] = field(default_factory=list)  # (timestamp, outcome)
     waiting: dict[str, int] = field(default_factory=dict)  # MRN decided before its acceptance
     last_decision: float = 0.0  # time.monotonic() of the last decision read
 
-    def absorb(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int) -> None:
+    def absorb(
+        self, topic: str, key: bytes | None, value: bytes | None, timestamp: int, received: int
+    ) -> None:
+        """One message read: `timestamp` is its Kafka timestamp, `received` when it was read
+        (epoch ms)."""
         logical = self.topics[topic]
         if logical == ACCEPTED:
             if value is None:
@@ -121,11 +131,11 @@ class Ledger:
         self.decisions.append((timestamp, DECISIONS[logical]))
         self.last_decision = time.monotonic()
         if logical == REJECTED:
-            self._decide(text, timestamp)
+            self._decide(text, received)
         elif text in self.key_of_mrn:
-            self._decide(self.key_of_mrn[text], timestamp)
+            self._decide(self.key_of_mrn[text], received)
         else:
-            self.waiting[text] = timestamp
+            self.waiting[text] = received
 
     def _decide(self, key: str, timestamp: int) -> None:
         self.decided.setdefault(key, timestamp)
@@ -165,17 +175,40 @@ def ledger_for(settings: Settings, schemas: SchemaCatalogue) -> Ledger:
     return Ledger(reader_schema, writer.codec_schema, topics)
 
 
+# The most messages one `pump(…, 0)` reads, so that a reader that cannot keep up still lets
+# the lodging go on.
+PUMP_BATCH = 5_000
+
+
 def pump(feed: Feed, ledger: Ledger, seconds: float) -> None:
-    """Read what the feed has for up to `seconds`."""
+    """Read what the feed has, and whatever arrives for `seconds` more (none: only what has
+    already arrived)."""
     until = time.monotonic() + seconds
-    while True:
-        message = feed.poll(0.0 if seconds <= 0.05 else 0.05)
+    for _ in range(PUMP_BATCH):
+        remaining = until - time.monotonic()
+        message = feed.poll(min(0.05, remaining) if remaining > 0 else 0.0)
         if message is not None:
-            ledger.absorb(message.topic, message.key, message.value, message.timestamp)
-        elif time.monotonic() >= until:
+            received = int(time.time() * 1000)
+            ledger.absorb(message.topic, message.key, message.value, message.timestamp, received)
+        elif remaining <= 0:
             return
-        if time.monotonic() >= until:
-            return
+
+
+def prepare_while_reading(
+    settings: Settings,
+    schemas: SchemaCatalogue,
+    count: int,
+    seed: int,
+    feed: Feed,
+    ledger: Ledger,
+) -> list[tuple[str, bytes, bytes]]:
+    """`prepare` in a thread while this one reads the feed: generating a step takes seconds,
+    and the previous step's last decisions must be received when they arrive, not after."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        prepared = pool.submit(prepare, settings, schemas, count, seed)
+        while not prepared.done():
+            pump(feed, ledger, 0.05)
+        return prepared.result()
 
 
 def handled_inputs(metrics_text: str) -> int:
@@ -558,7 +591,7 @@ def _steps(
         needed = count / 1000 + step_seconds + SETTLE + 5
         if time.monotonic() + needed > deadline:
             return f"the time budget leaves no room for the {rate:g}/s step"
-        messages = prepare(settings, schemas, count, seed + 1 + index)
+        messages = prepare_while_reading(settings, schemas, count, seed + 1 + index, feed, ledger)
         pump(feed, ledger, 0.5)
         totals_before, _ = offsets.snapshot()
         inputs_before = handled.read()

@@ -44,7 +44,10 @@ from streams.bench.results import (
     stage_drain,
     worker_deltas,
 )
+from streams.bench.steps import ledger_for
 from streams.cli import CliError
+from streams.config import Settings
+from tests.unit.test_demo import SCHEMAS, accepted
 
 CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -497,3 +500,35 @@ def test_stages_report_json_and_markdown(tmp_path: Path) -> None:
     # The ceilings, the stages, and the notes of the stages that did not drain.
     tables = console_tables(document)
     assert len(tables) == 3 and tables[2] == "duties: 300 of 900 inputs"
+
+
+def ledger_and_topics() -> tuple[Any, dict[str, str]]:
+    settings = Settings(namespace="ledger")
+    ledger = ledger_for(settings, SCHEMAS)
+    return ledger, {logical: topic for topic, logical in ledger.topics.items()}
+
+
+def test_a_declaration_is_decided_when_its_decision_is_received_not_when_it_was_sent() -> None:
+    ledger, topic = ledger_and_topics()
+    record = accepted("26FR00000000000AR1")
+    key = f"{record['declarantEori']}/{record['lrn']}"
+    ledger.lodged_ms[key], ledger.step_of[key] = 1_000, 0
+    value = SCHEMAS.encode("declaration.accepted", record)
+    ledger.absorb(topic["declaration.accepted"], b"26FR00000000000AR1", value, 1_200, 1_700)
+    # Sent at 1,500 ms, inside a transaction committed and read at 2,400 ms.
+    ledger.absorb(topic["declaration.released"], b"26FR00000000000AR1", b"", 1_500, 2_400)
+    assert ledger.cohort(0) == ([1_400.0], 0)
+    # The decided rate places the decision by its Kafka timestamp.
+    assert ledger.in_window(1_000, 2_000) == ["released"]
+
+
+def test_a_decision_read_before_its_acceptance_keeps_its_receipt_time() -> None:
+    ledger, topic = ledger_and_topics()
+    record = accepted("26FR00000000000BR2")
+    key = f"{record['declarantEori']}/{record['lrn']}"
+    ledger.lodged_ms[key], ledger.step_of[key] = 1_000, 0
+    ledger.absorb(topic["declaration.released"], b"26FR00000000000BR2", b"", 1_500, 2_000)
+    assert ledger.cohort(0) == ([], 1)
+    value = SCHEMAS.encode("declaration.accepted", record)
+    ledger.absorb(topic["declaration.accepted"], b"26FR00000000000BR2", value, 1_200, 2_600)
+    assert ledger.cohort(0) == ([1_000.0], 0)

@@ -23,6 +23,7 @@ from streams.cop_simulator import (
     _answers,
     answer_forward,
     answer_status,
+    next_batch,
     parse_mix,
 )
 from streams.jsonform import from_json
@@ -340,3 +341,35 @@ def test_parse_mix_refuses_bad_input_in_one_line(text: str, message: str) -> Non
 def test_delay_finer_than_a_millisecond_is_refused() -> None:
     with pytest.raises(ValueError, match="whole number of milliseconds"):
         Mix(delay=timedelta(microseconds=1500))
+
+
+class QueuedConsumer:
+    """A consumer whose fetched messages are a list; it records how long each call was allowed
+    to wait."""
+
+    def __init__(self, queued: list[str]) -> None:
+        self.queued = queued
+        self.waits: list[tuple[str, float]] = []
+
+    def poll(self, timeout: float) -> str | None:
+        self.waits.append(("poll", timeout))
+        return self.queued.pop(0) if self.queued else None
+
+    def consume(self, num_messages: int, timeout: float) -> list[str]:
+        self.waits.append(("consume", timeout))
+        taken, self.queued = self.queued[:num_messages], self.queued[num_messages:]
+        return taken
+
+
+def test_a_batch_returns_what_was_fetched_without_waiting_for_a_full_one() -> None:
+    consumer = QueuedConsumer(["a", "b", "c"])
+    assert next_batch(consumer, 500, timeout=0.5) == ["a", "b", "c"]
+    # Only the wait for the first message may be long: the rest is taken as it is.
+    assert consumer.waits == [("poll", 0.5), ("consume", 0)]
+
+
+def test_a_batch_is_at_most_its_size_and_empty_when_nothing_comes() -> None:
+    consumer = QueuedConsumer(["a", "b", "c"])
+    assert next_batch(consumer, 2, timeout=0.5) == ["a", "b"]
+    assert next_batch(consumer, 1, timeout=0.5) == ["c"]
+    assert next_batch(consumer, 500, timeout=0.5) == []
