@@ -51,9 +51,10 @@ run: setup broker prometheus-tools
 
 # Issue 7: steps of offered load until saturation and the client and Faust ceilings, bounded
 # by --budget (600 s); bench-micro times the pure functions per core, without a broker. Results:
-# bench/results/.
+# bench/results/. TUNING=low-latency trades throughput for latency (streams/tuning.py).
+TUNING ?= default
 bench: setup broker
-	$(BIN)/cci bench
+	$(BIN)/cci bench --tuning $(TUNING)
 
 bench-micro: setup
 	$(BIN)/cci bench micro

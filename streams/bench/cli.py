@@ -56,7 +56,16 @@ LodgedOpt = Annotated[
     int, typer.Option("--count", min=10, max=100_000, help="declarations lodged for the stages")
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="same seed, same declarations")]
-DEFAULT_RATES = "50,100,200,400,800,1600,3200"
+TuningOpt = Annotated[
+    str,
+    typer.Option(
+        "--tuning",
+        help="settings that trade throughput for latency: default, low-latency (streams/tuning.py)",
+    ),
+]
+# Fine steps below a few hundred a second, where this machine saturates, so that the latency at
+# half the peak is read near it; then doubling.
+DEFAULT_RATES = "20,40,60,80,100,150,200,300,400,800,1600,3200"
 WORKERS_HELP = "worker processes per stage, sharing its consumer group and partitions"
 
 
@@ -93,6 +102,18 @@ def parse_worker_counts(text: str) -> list[int]:
     return counts
 
 
+def use_tuning(name: str) -> None:
+    """Put tuning `name` in this process's environment, before any settings are read: the
+    workers the run starts inherit it. A bad name is one line and exit 2."""
+    from streams.cli import fail
+    from streams.tuning import apply_tuning
+
+    try:
+        apply_tuning(name)
+    except ValueError as exc:
+        fail(f"--tuning: {exc}")
+
+
 def steps_config(
     budget: float,
     step_seconds: float,
@@ -101,9 +122,11 @@ def steps_config(
     settings: Settings,
     run: StepsRun,
     began: float,
+    tuning: str = "default",
 ) -> dict[str, Any]:
     """What a stepped run was asked and ran with, for its JSON document."""
     return {
+        "tuning": tuning,
         "budget_seconds": budget,
         "step_seconds": step_seconds,
         "rates": rates,
@@ -135,11 +158,13 @@ def _progress() -> Callable[[str], None]:
 def _show(document: dict[str, Any], written: list[Path]) -> None:
     from rich.console import Console
 
-    from streams.bench.report import console_tables
+    from streams.bench.report import console_tables, half_peak_text
 
     console = Console()
     for table in console_tables(document):
         console.print(table)
+    if document.get("latency_at_half_peak"):
+        console.print(half_peak_text(document["latency_at_half_peak"]), highlight=False)
     if document.get("stopped_because"):
         console.print(f"stopped: {document['stopped_because']}", highlight=False)
     for path in written:
@@ -160,11 +185,13 @@ def bench(
     ] = 1,
     namespace: NamespaceOpt = None,
     output_dir: OutputOpt = None,
+    tuning: TuningOpt = "default",
 ) -> None:
     """Offer generated load at increasing rates to the real stages until saturation, and
     measure the client and framework ceilings on the same messages (make bench)."""
     if ctx.invoked_subcommand is not None:
         return
+    use_tuning(tuning)
 
     from streams.bench import report as rp
     from streams.bench.ceilings import run_ceilings
@@ -194,7 +221,7 @@ def bench(
     )
     run = run_steps(steps_settings, parsed, step_seconds, deadline, log=log, workers=workers)
     config = {
-        **steps_config(budget, step_seconds, parsed, workers, steps_settings, run, began),
+        **steps_config(budget, step_seconds, parsed, workers, steps_settings, run, began, tuning),
         "ceiling_count": ceiling_count,
     }
     document = rp.bench_report(
@@ -219,9 +246,11 @@ def scaling_command(
     rates: RatesOpt = DEFAULT_RATES,
     namespace: NamespaceOpt = None,
     output_dir: OutputOpt = None,
+    tuning: TuningOpt = "default",
 ) -> None:
     """The steps once per worker count (no ceilings), one after the other within the budget,
     and a comparison: where each saturated, its peak decided/s, the ratios to the first."""
+    use_tuning(tuning)
 
     from streams.bench import report as rp
     from streams.bench.machine import machine_info
@@ -249,7 +278,9 @@ def scaling_command(
         share = (deadline - run_began) / (len(counts) - position)
         run_settings = load_settings(f"{name}-w{count}")
         run = run_steps(run_settings, parsed, step_seconds, run_began + share, log, workers=count)
-        config = steps_config(share, step_seconds, parsed, count, run_settings, run, run_began)
+        config = steps_config(
+            share, step_seconds, parsed, count, run_settings, run, run_began, tuning
+        )
         document = rp.bench_report(
             machine, config, [], run.steps, run.stopped_because, run.startup_seconds
         )
@@ -261,6 +292,7 @@ def scaling_command(
         "step_seconds": step_seconds,
         "rates": parsed,
         "workers": counts,
+        "tuning": tuning,
         "partitions": settings.partitions,
         "bootstrap": settings.bootstrap,
         "elapsed_seconds": round(time.monotonic() - began, 1),

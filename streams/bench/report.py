@@ -26,6 +26,7 @@ from streams.bench.results import (
     bottleneck,
     ceiling_ratios,
     framework_ceiling,
+    latency_at_half_peak,
     peak,
     stage_capacity,
 )
@@ -85,6 +86,7 @@ def bench_report(
             "offered_per_second": round(best.offered, 1),
             "decided_per_second": round(best.decided_per_second, 1),
         },
+        "latency_at_half_peak": latency_at_half_peak(steps),
         "framework_ceiling": None if framework is None else framework.name,
         "stages_against_framework_ceiling": ceiling_ratios(steps, framework),
     }
@@ -229,11 +231,36 @@ def _ceiling_lines(ceilings: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def half_peak_text(half: Mapping[str, Any]) -> str:
+    """The latency target's line: p99 at the first step offered half the peak or more."""
+    verdict = "met" if half["met"] else "not met"
+    return (
+        f"Latency at half the peak: the peak decided {half['peak_decided_per_second']:.0f}/s; "
+        f"the first step offered at least half of it ({half['half']:.0f}/s) is the "
+        f"{half['rate']:g}/s step, p99 {half['p99_ms']:.0f} ms against a target of "
+        f"{half['target_ms']:.0f} ms: {verdict}."
+    )
+
+
+def settings_text(config: Mapping[str, Any]) -> str:
+    """The settings that trade latency against throughput, as the run had them."""
+    if "partitions" not in config:
+        return "not recorded"
+    idle = config.get("idle_commit") or 0
+    return (
+        f"tuning {config.get('tuning', 'default')}: "
+        f"{config['partitions']} partitions per topic, commit every "
+        f"{config['commit_interval']:g} s, "
+        + (f"or {idle:g} s after the input runs dry" if idle else "idle commit off")
+    )
+
+
 def bench_markdown(report: Mapping[str, Any]) -> str:
     lines = [
         "# CCI benchmark",
         "",
         f"Machine: {describe(report['machine'])}.",
+        f"Settings: {settings_text(report.get('config', {}))}.",
         f"Stopped: {report['stopped_because']}.",
         "",
         *_ceiling_lines(report["ceilings"]),
@@ -267,6 +294,9 @@ def bench_markdown(report: Mapping[str, Any]) -> str:
         )
     if workers > 1 and steps:
         lines += _per_worker_lines(steps)
+    half = report.get("latency_at_half_peak")
+    if half:
+        lines += ["", half_peak_text(half)]
     ratios = report["stages_against_framework_ceiling"]
     if ratios:
         lines += [

@@ -161,6 +161,33 @@ def peak(steps: Sequence[StepResult]) -> StepResult | None:
     return max(steps, key=lambda s: s.decided_per_second, default=None)
 
 
+# Issue 7's latency target: p99 lodging-to-decision within this at half the saturation rate.
+P99_TARGET_MS = 1000.0
+
+
+def latency_at_half_peak(steps: Sequence[StepResult]) -> dict[str, Any] | None:
+    """The p99 of the first step offered at least half the peak decided rate (the saturation
+    rate as measured): the target's load, read at or above it, never below. None without a
+    peak or without such a step with latencies."""
+    best = peak(steps)
+    if best is None or best.decided_per_second <= 0:
+        return None
+    half = best.decided_per_second / 2
+    step = next((s for s in steps if s.offered >= half and s.latencies_ms), None)
+    if step is None:
+        return None
+    p99 = float(percentile(step.latencies_ms, 99))
+    return {
+        "peak_decided_per_second": round(best.decided_per_second, 1),
+        "half": round(half, 1),
+        "rate": step.rate,
+        "offered_per_second": round(step.offered, 1),
+        "p99_ms": p99,
+        "target_ms": P99_TARGET_MS,
+        "met": p99 <= P99_TARGET_MS,
+    }
+
+
 def ceiling_ratios(
     steps: Sequence[StepResult], ceiling: CeilingResult | None
 ) -> dict[str, dict[str, float]]:

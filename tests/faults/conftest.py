@@ -10,6 +10,7 @@ import pytest
 from streams.codec import SchemaCatalogue, catalogue
 from streams.config import ROOT, Settings
 from streams.ports import free_port
+from streams.tuning import TUNINGS
 from tests.faults.harness import FaultBroker
 
 LOCAL = ROOT / ".local" / "faults"
@@ -32,3 +33,11 @@ def fault_broker() -> Iterator[FaultBroker]:
 @pytest.fixture(scope="session")
 def schemas() -> SchemaCatalogue:
     return catalogue(Settings().schemas_dir)
+
+
+@pytest.fixture(scope="module", params=list(TUNINGS))
+def tuning(request: pytest.FixtureRequest) -> str:
+    """Every case under every tuning (streams.tuning): the guarantees must hold with the
+    settings a tuning trades latency with. Module scope: pytest runs all the cases of one
+    tuning, then all of the next."""
+    return str(request.param)

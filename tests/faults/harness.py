@@ -51,6 +51,7 @@ from streams.kafka_io import end_offsets, produce, producer, publish_records
 from streams.reference import load_reference
 from streams.stages import BUILDERS
 from streams.topics import group_id, topic_name
+from streams.tuning import tuning_env
 from tests.integration.conftest import WorkerProcess
 
 KAFKA_SCRIPT = ROOT / "deploy" / "local" / "kafka.sh"
@@ -95,6 +96,7 @@ class Report:
     """The counts of one case, printed by the suite and checked by its test."""
 
     case: str
+    tuning: str = "default"  # streams.tuning: the settings the workers ran with
     lodged: int = 0
     accepted: int = 0
     rejected: int = 0
@@ -141,9 +143,16 @@ class Report:
 class Supervisor:
     """The worker processes of a namespace, restarted when they exit by themselves."""
 
-    def __init__(self, settings: Settings, log_dir: Path, shared: str | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_dir: Path,
+        shared: str | None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.log_dir = log_dir
+        self.env = dict(env or {})  # over the settings, for every worker (a tuning)
         self.workers: dict[str, list[WorkerProcess]] = {}
         for stage in sorted(BUILDERS):
             copies = 2 if stage == shared else 1
@@ -153,7 +162,7 @@ class Supervisor:
                     settings,
                     stage,
                     log_dir,
-                    env={"CCI_STATE_DIR": str(settings.state_dir / f"{stage}-{i}")},
+                    env={**self.env, "CCI_STATE_DIR": str(settings.state_dir / f"{stage}-{i}")},
                 )
                 for i in range(copies)
             ]
@@ -206,7 +215,10 @@ class Supervisor:
                 self.settings,
                 stage,
                 self.log_dir,
-                env={"CCI_STATE_DIR": str(self.settings.state_dir / f"{stage}-{len(copies)}")},
+                env={
+                    **self.env,
+                    "CCI_STATE_DIR": str(self.settings.state_dir / f"{stage}-{len(copies)}"),
+                },
             )
             copies.append(worker)
             worker.launch()
@@ -280,11 +292,11 @@ Fault = Callable[[Supervisor, FaultBroker], None]
 
 
 @contextmanager
-def namespace(bootstrap: str, directory: Path) -> Iterator[Settings]:
+def namespace(bootstrap: str, directory: Path, partitions: int = 6) -> Iterator[Settings]:
     settings = Settings(
         bootstrap=bootstrap,
         namespace=f"faults-{uuid.uuid4().hex[:8]}",
-        partitions=6,
+        partitions=partitions,
         state_dir=directory / "state",
     )
     ensure_topics(settings)
@@ -345,12 +357,15 @@ def run_case(
     shared: str | None = None,
     load: Load | None = None,
     timeout: float = 240.0,
+    tuning: str = "default",
 ) -> Report:
     load = load or Load()
-    report = Report(case=name)
+    report = Report(case=name, tuning=tuning)
     began = time.monotonic()
-    with namespace(broker.bootstrap, directory) as settings:
-        supervisor = Supervisor(settings, directory, shared)
+    env = tuning_env(tuning)
+    partitions = int(env.get("CCI_PARTITIONS", Settings.model_fields["partitions"].default))
+    with namespace(broker.bootstrap, directory, partitions) as settings:
+        supervisor = Supervisor(settings, directory, shared, env)
         flow: Flow | None = None
         simulator: SupervisedSimulator | None = None
         try:

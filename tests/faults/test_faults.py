@@ -44,13 +44,14 @@ def test_sigkill_of_a_stage_worker_mid_load_and_restart(
     stage: str,
     fault_broker: FaultBroker,
     schemas: SchemaCatalogue,
+    tuning: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     def fault(supervisor: Supervisor, broker: FaultBroker) -> None:
         supervisor.kill_and_restart(stage)
 
-    report = run_case(f"kill-{stage}", fault_broker, schemas, tmp_path, fault)
+    report = run_case(f"kill-{stage}", fault_broker, schemas, tmp_path, fault, tuning=tuning)
     check(report, capsys)
     assert report.planned_restarts == 1 and report.unplanned_restarts == 0
 
@@ -58,6 +59,7 @@ def test_sigkill_of_a_stage_worker_mid_load_and_restart(
 def test_sigkill_of_the_broker_mid_load_and_restart(
     fault_broker: FaultBroker,
     schemas: SchemaCatalogue,
+    tuning: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -66,7 +68,7 @@ def test_sigkill_of_the_broker_mid_load_and_restart(
         time.sleep(2.0)
         broker.run("start")
 
-    check(run_case("kill-broker", fault_broker, schemas, tmp_path, fault), capsys)
+    check(run_case("kill-broker", fault_broker, schemas, tmp_path, fault, tuning=tuning), capsys)
 
 
 # Rebalances: the group moves partitions while the workers' transactions are open. Faust ends
@@ -87,6 +89,7 @@ def test_a_worker_paused_past_its_session_timeout_then_resumed(
     restarts: int,
     fault_broker: FaultBroker,
     schemas: SchemaCatalogue,
+    tuning: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -95,7 +98,9 @@ def test_a_worker_paused_past_its_session_timeout_then_resumed(
         time.sleep(PAUSE)
         supervisor.signal("decision", signal.SIGCONT)
 
-    report = run_case(case, fault_broker, schemas, tmp_path, fault, shared=shared, timeout=120)
+    report = run_case(
+        case, fault_broker, schemas, tmp_path, fault, shared=shared, timeout=120, tuning=tuning
+    )
     check(report, capsys)
     assert report.unplanned_restarts <= restarts
 
@@ -103,6 +108,7 @@ def test_a_worker_paused_past_its_session_timeout_then_resumed(
 def test_two_workers_share_a_stage_and_one_dies(
     fault_broker: FaultBroker,
     schemas: SchemaCatalogue,
+    tuning: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -110,7 +116,14 @@ def test_two_workers_share_a_stage_and_one_dies(
         supervisor.kill_for_good("intake")
 
     report = run_case(
-        "two-intake-one-dies", fault_broker, schemas, tmp_path, fault, shared="intake", timeout=120
+        "two-intake-one-dies",
+        fault_broker,
+        schemas,
+        tmp_path,
+        fault,
+        shared="intake",
+        timeout=120,
+        tuning=tuning,
     )
     # The survivor takes back the partitions it gave the joiner, with producers of its own
     # (docs/decisions.md, Exactly-once, 11), and carries on without a restart.
@@ -121,6 +134,7 @@ def test_two_workers_share_a_stage_and_one_dies(
 def test_a_second_worker_joins_a_stateful_stage_mid_load(
     fault_broker: FaultBroker,
     schemas: SchemaCatalogue,
+    tuning: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -129,6 +143,8 @@ def test_a_second_worker_joins_a_stateful_stage_mid_load(
     def fault(supervisor: Supervisor, broker: FaultBroker) -> None:
         supervisor.add_worker("decision")
 
-    report = run_case("join-decision", fault_broker, schemas, tmp_path, fault, timeout=120)
+    report = run_case(
+        "join-decision", fault_broker, schemas, tmp_path, fault, timeout=120, tuning=tuning
+    )
     check(report, capsys)
     assert report.unplanned_restarts == 0

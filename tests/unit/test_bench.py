@@ -26,6 +26,7 @@ from streams.bench.report import (
     write,
 )
 from streams.bench.results import (
+    latency_at_half_peak,
     CeilingResult,
     CounterSample,
     StageDrain,
@@ -125,6 +126,23 @@ def test_saturation_when_a_stage_ends_far_behind() -> None:
     assert reason is not None and reason.startswith("risk ended the step 3000 inputs behind")
 
 
+def test_latency_target_is_read_at_the_first_step_offered_half_the_peak_or_more() -> None:
+    steps = [
+        step(20, 200, 190, latencies_ms=[300.0] * 99 + [500.0]),
+        step(40, 400, 370, latencies_ms=[400.0] * 98 + [900.0, 5000.0]),
+        step(80, 800, 700, latencies_ms=[2000.0]),
+        step(100, 1000, 650, latencies_ms=[9000.0]),
+    ]
+    # Peak 70/s decided: half is 35/s, so the 40/s step, not the lighter 20/s one.
+    half = latency_at_half_peak(steps)
+    assert half is not None
+    assert (half["peak_decided_per_second"], half["half"], half["rate"]) == (70.0, 35.0, 40)
+    assert (half["p99_ms"], half["met"]) == (900.0, True)
+    steps[1] = step(40, 400, 370, latencies_ms=[400.0] * 97 + [1100.0] * 3)
+    assert latency_at_half_peak(steps) == {**half, "p99_ms": 1100.0, "met": False}
+    assert latency_at_half_peak([]) is None
+
+
 def test_a_small_backlog_is_not_saturation() -> None:
     steps = [step(50, 500, 400, lag={"intake": 100, "decision": 300}, inputs={"decision": 2500})]
     assert saturation(steps) is None
@@ -218,7 +236,8 @@ def test_bench_report_json_markdown_and_png(tmp_path: Path) -> None:
         ),
         step(100, 1000, 500, latencies_ms=[300.0], saturated="decided 50/s"),
     ]
-    document = bench_report(MACHINE, {"budget_seconds": 60}, ceilings(), steps, "saturated", 12.0)
+    config = {"budget_seconds": 60, "partitions": 2, "commit_interval": 0.2, "idle_commit": 0.05}
+    document = bench_report(MACHINE, config, ceilings(), steps, "saturated", 12.0)
     assert document["peak"]["rate"] == 100  # 50 decided/s against 40 at the first step
     assert document["steps"][0]["latency_ms"] == {"p50": 200.0, "p95": 900.0, "p99": 900.0}
     assert document["steps"][0]["cpu_share_of_one_core"] == {"intake": 0.2, "broker": 0.1}
@@ -227,6 +246,10 @@ def test_bench_report_json_markdown_and_png(tmp_path: Path) -> None:
     markdown = bench_markdown(document)
     assert "| 50 (50) | 40 | 200 | 900 | 900 |" in markdown
     assert "decision 12" in markdown and "Test CPU" in markdown
+    assert "2 partitions per topic, commit every 0.2 s, or 0.05 s after the input" in markdown
+    # Peak 50/s: half is 25/s, read at the 50/s step, whose p99 is 900 ms.
+    assert document["latency_at_half_peak"]["rate"] == 50
+    assert "the 50/s step, p99 900 ms against a target of 1000 ms: met." in markdown
     written = write(document, markdown, "run", tmp_path)
     assert [p.name for p in written] == ["run.json", "run.md", "run.png"]
     assert json.loads(written[0].read_text())["machine"]["cores"] == 2
@@ -235,7 +258,9 @@ def test_bench_report_json_markdown_and_png(tmp_path: Path) -> None:
 
 def test_ceilings_only_report_has_no_png(tmp_path: Path) -> None:
     document = bench_report(MACHINE, {}, ceilings(), [], "ceilings only", 0.0)
-    written = write(document, bench_markdown(document), "c", tmp_path)
+    markdown = bench_markdown(document)
+    assert "Settings: not recorded." in markdown
+    written = write(document, markdown, "c", tmp_path)
     assert [p.name for p in written] == ["c.json", "c.md"]
 
 
