@@ -26,7 +26,6 @@ from streams.bench.report import (
     write,
 )
 from streams.bench.results import (
-    latency_at_half_peak,
     CeilingResult,
     CounterSample,
     StageDrain,
@@ -38,6 +37,7 @@ from streams.bench.results import (
     group_lag,
     group_totals,
     increases,
+    latency_at_half_peak,
     latency_summary,
     peak,
     saturation,
