@@ -175,8 +175,8 @@ def ledger_for(settings: Settings, schemas: SchemaCatalogue) -> Ledger:
     return Ledger(reader_schema, writer.codec_schema, topics)
 
 
-# The most messages one `pump(…, 0)` reads, so that a reader that cannot keep up still lets
-# the lodging go on.
+# The most messages a `pump` reads once its time is up, so that a reader that cannot keep up
+# still lets the lodging go on.
 PUMP_BATCH = 5_000
 
 
@@ -184,14 +184,20 @@ def pump(feed: Feed, ledger: Ledger, seconds: float) -> None:
     """Read what the feed has, and whatever arrives for `seconds` more (none: only what has
     already arrived)."""
     until = time.monotonic() + seconds
-    for _ in range(PUMP_BATCH):
+    late = 0  # messages read past `until`
+    while True:
         remaining = until - time.monotonic()
         message = feed.poll(min(0.05, remaining) if remaining > 0 else 0.0)
-        if message is not None:
-            received = int(time.time() * 1000)
-            ledger.absorb(message.topic, message.key, message.value, message.timestamp, received)
-        elif remaining <= 0:
-            return
+        if message is None:
+            if remaining <= 0:
+                return
+            continue
+        received = int(time.time() * 1000)
+        ledger.absorb(message.topic, message.key, message.value, message.timestamp, received)
+        if remaining <= 0:
+            late += 1
+            if late >= PUMP_BATCH:
+                return
 
 
 def prepare_while_reading(

@@ -45,9 +45,10 @@ from streams.bench.results import (
     stage_drain,
     worker_deltas,
 )
-from streams.bench.steps import ledger_for
+from streams.bench.steps import ledger_for, pump
 from streams.cli import CliError
 from streams.config import Settings
+from streams.kafka_io import Received
 from tests.unit.test_demo import SCHEMAS, accepted
 
 CPUINFO = """processor\t: 0
@@ -557,3 +558,23 @@ def test_a_decision_read_before_its_acceptance_keeps_its_receipt_time() -> None:
     value = SCHEMAS.encode("declaration.accepted", record)
     ledger.absorb(topic["declaration.accepted"], b"26FR00000000000BR2", value, 1_200, 2_600)
     assert ledger.cohort(0) == ([1_000.0], 0)
+
+
+class ReadyFeed:
+    """A feed whose messages have all arrived already."""
+
+    def __init__(self, messages: list[Received]) -> None:
+        self.messages = messages
+
+    def poll(self, timeout: float) -> Received | None:
+        return self.messages.pop(0) if self.messages else None
+
+
+def test_a_pump_without_time_reads_everything_that_has_arrived() -> None:
+    ledger, topic = ledger_and_topics()
+    rejected = topic["declaration.rejected"]
+    feed = ReadyFeed(
+        [Received(rejected, 0, n, 1_000, f"E/{n}".encode(), b"", []) for n in range(3)]
+    )
+    pump(feed, ledger, 0.0)  # type: ignore[arg-type]
+    assert sorted(ledger.decided) == ["E/0", "E/1", "E/2"] and not feed.messages
