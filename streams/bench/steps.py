@@ -137,8 +137,8 @@ class Ledger:
         else:
             self.waiting[text] = received
 
-    def _decide(self, key: str, timestamp: int) -> None:
-        self.decided.setdefault(key, timestamp)
+    def _decide(self, key: str, received: int) -> None:
+        self.decided.setdefault(key, received)
 
     def in_window(self, start_ms: int, end_ms: int) -> list[str]:
         return [o for ts, o in self.decisions if start_ms <= ts < end_ms]
