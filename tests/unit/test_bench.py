@@ -45,7 +45,7 @@ from streams.bench.results import (
     stage_drain,
     worker_deltas,
 )
-from streams.bench.steps import ledger_for, pump
+from streams.bench.steps import broker_settled, ledger_for, pump
 from streams.cli import CliError
 from streams.config import Settings
 from streams.kafka_io import Received
@@ -578,3 +578,13 @@ def test_a_pump_without_time_reads_everything_that_has_arrived() -> None:
     )
     pump(feed, ledger, 0.0)  # type: ignore[arg-type]
     assert sorted(ledger.decided) == ["E/0", "E/1", "E/2"] and not feed.messages
+
+
+def test_the_steps_wait_until_the_brokers_cpu_stops_falling() -> None:
+    # A freshly started broker compiling its hot paths: each round of the same load cheaper.
+    assert not broker_settled([])
+    assert not broker_settled([0.98])
+    assert not broker_settled([0.98, 0.70])
+    assert broker_settled([0.98, 0.70, 0.66])
+    # Warm already: the second round costs as much as the first, or more.
+    assert broker_settled([0.35, 0.38])
