@@ -590,8 +590,7 @@ def _steps(
     log: Log,
 ) -> str:
     """Run the steps; return why they stopped."""
-    _warm_up(settings, schemas, rates[0], seed, client, feed, ledger, deadline, log)
-    _settle_broker(settings, schemas, rates[0], seed, client, feed, ledger, meter, deadline, log)
+    _warm_up(settings, schemas, rates[0], seed, client, feed, ledger, meter, deadline, log)
     for index, rate in enumerate(rates):
         count = max(1, round(rate * step_seconds))
         # Generation runs at about 1,000 declarations a second here: count it in the budget.
@@ -668,7 +667,7 @@ def broker_settled(shares: Sequence[float]) -> bool:
     return len(shares) >= 2 and shares[-1] >= (1 - SETTLE_FALL) * shares[-2]
 
 
-def _settle_broker(
+def _warm_up(
     settings: Settings,
     schemas: SchemaCatalogue,
     rate: float,
@@ -680,50 +679,30 @@ def _settle_broker(
     deadline: float,
     log: Log,
 ) -> None:
-    """Lodge at the first rate, unrecorded, in rounds of `SETTLE_ROUND` seconds, until the
-    local broker's CPU settles (`broker_settled`), for `SETTLE_MAX` seconds at most; nothing
-    when the broker is not local (its CPU is not measured)."""
-    if meter.pids.get("broker") is None:
-        return
+    """Lodge a few seconds at the first rate, unrecorded, and wait for their decisions: a
+    stage's first inputs pay for what it sets up once (a transactional producer per input
+    partition, the stores), which is not what the first step should measure. Then, when the
+    broker is local (its CPU measured), lodge at the same rate in rounds of `SETTLE_ROUND`
+    seconds until its CPU settles (`broker_settled`), for `SETTLE_MAX` seconds at most."""
+    messages = prepare(settings, schemas, max(20, round(rate * WARM_UP_SECONDS)), seed)
+    log(f"steps: warming up with {len(messages)} declarations")
+    lodge_step(settings, client, messages, rate, WARM_UP_STEP, feed, ledger)
     shares: list[float] = []
     began = time.monotonic()
-    round_seed = seed + 10_000
-    while not broker_settled(shares) and time.monotonic() - began < SETTLE_MAX:
-        if time.monotonic() + 2 * SETTLE_ROUND > deadline:
+    while meter.pids.get("broker") is not None and not broker_settled(shares):
+        if time.monotonic() - began >= SETTLE_MAX or time.monotonic() + 2 * SETTLE_ROUND > deadline:
             break
-        round_seed += 1
-        messages = prepare_while_reading(
-            settings, schemas, max(1, round(rate * SETTLE_ROUND)), round_seed, feed, ledger
-        )
+        count = max(1, round(rate * SETTLE_ROUND))
+        round_seed = seed + 10_001 + len(shares)
+        messages = prepare_while_reading(settings, schemas, count, round_seed, feed, ledger)
         before = meter.read().get("broker")
         _, seconds = lodge_step(settings, client, messages, rate, WARM_UP_STEP, feed, ledger)
         after = meter.read().get("broker")
         if before is None or after is None:
-            return
+            break
         shares.append((after - before) / seconds)
     if shares:
         log("steps: broker CPU over the warm-up rounds: " + ", ".join(f"{x:.2f}" for x in shares))
-        client.flush(30)
-        _drain(feed, ledger, min(deadline, time.monotonic() + WARM_UP_WAIT), quiet=QUIET)
-
-
-def _warm_up(
-    settings: Settings,
-    schemas: SchemaCatalogue,
-    rate: float,
-    seed: int,
-    client: Any,
-    feed: Feed,
-    ledger: Ledger,
-    deadline: float,
-    log: Log,
-) -> None:
-    """Lodge a few seconds at the first rate, unrecorded, and wait for their decisions: a
-    stage's first inputs pay for what it sets up once (a transactional producer per input
-    partition, the stores), which is not what the first step should measure."""
-    messages = prepare(settings, schemas, max(20, round(rate * WARM_UP_SECONDS)), seed)
-    log(f"steps: warming up with {len(messages)} declarations")
-    lodge_step(settings, client, messages, rate, WARM_UP_STEP, feed, ledger)
     client.flush(30)
     _drain(feed, ledger, min(deadline, time.monotonic() + WARM_UP_WAIT), quiet=QUIET)
 
