@@ -590,7 +590,7 @@ def _steps(
     log: Log,
 ) -> str:
     """Run the steps; return why they stopped."""
-    _warm_up(settings, schemas, rates[0], seed, client, feed, ledger, meter, deadline, log)
+    _warm_up(settings, schemas, rates[0], seed, client, feed, ledger, run.broker_pid, deadline, log)
     for index, rate in enumerate(rates):
         count = max(1, round(rate * step_seconds))
         # Generation runs at about 1,000 declarations a second here: count it in the budget.
@@ -675,29 +675,29 @@ def _warm_up(
     client: Any,
     feed: Feed,
     ledger: Ledger,
-    meter: CpuMeter,
+    broker: int | None,
     deadline: float,
     log: Log,
 ) -> None:
     """Lodge a few seconds at the first rate, unrecorded, and wait for their decisions: a
     stage's first inputs pay for what it sets up once (a transactional producer per input
     partition, the stores), which is not what the first step should measure. Then, when the
-    broker is local (its CPU measured), lodge at the same rate in rounds of `SETTLE_ROUND`
+    broker is local (`broker` its pid), lodge at the same rate in rounds of `SETTLE_ROUND`
     seconds until its CPU settles (`broker_settled`), for `SETTLE_MAX` seconds at most."""
     messages = prepare(settings, schemas, max(20, round(rate * WARM_UP_SECONDS)), seed)
     log(f"steps: warming up with {len(messages)} declarations")
     lodge_step(settings, client, messages, rate, WARM_UP_STEP, feed, ledger)
     shares: list[float] = []
     began = time.monotonic()
-    while meter.pids.get("broker") is not None and not broker_settled(shares):
+    while broker is not None and not broker_settled(shares):
         if time.monotonic() - began >= SETTLE_MAX or time.monotonic() + 2 * SETTLE_ROUND > deadline:
             break
         count = max(1, round(rate * SETTLE_ROUND))
         round_seed = seed + 10_001 + len(shares)
         messages = prepare_while_reading(settings, schemas, count, round_seed, feed, ledger)
-        before = meter.read().get("broker")
+        before = procstat.cpu_seconds(broker)
         _, seconds = lodge_step(settings, client, messages, rate, WARM_UP_STEP, feed, ledger)
-        after = meter.read().get("broker")
+        after = procstat.cpu_seconds(broker)
         if before is None or after is None:
             break
         shares.append((after - before) / seconds)

@@ -292,7 +292,7 @@ Fault = Callable[[Supervisor, FaultBroker], None]
 
 
 @contextmanager
-def namespace(bootstrap: str, directory: Path, partitions: int = 6) -> Iterator[Settings]:
+def namespace(bootstrap: str, directory: Path, partitions: int) -> Iterator[Settings]:
     settings = Settings(
         bootstrap=bootstrap,
         namespace=f"faults-{uuid.uuid4().hex[:8]}",
