@@ -61,6 +61,51 @@ class SchemaVersion:
         return MAGIC + self.fingerprint
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """A decoded message to be embedded in an output: `value`, decoded from `data` (the whole
+    single-object encoding), goes into the output's field `field` unchanged.
+
+    Avro writes a record as its fields one after the other, so an output whose last field is
+    the input record can copy the input's body instead of encoding it again: the intake's
+    acceptance carries the whole lodged declaration, and encoding it was the intake's largest
+    cost after Faust's own (docs/capacity.md)."""
+
+    field: str
+    data: bytes
+    value: Any
+
+
+@dataclass(frozen=True)
+class _Splice:
+    """How to write a record whose last field is copied: the schema of the fields before it,
+    and the fingerprint the copied message's writer schema must have."""
+
+    prefix: Any
+    fingerprint: bytes
+
+
+def _splice(writer: SchemaVersion, field_name: str) -> _Splice | None:
+    """The splice of `writer` at its last field `field_name`; None when that field is not the
+    last or not a record, or its type cannot stand alone (a name defined elsewhere)."""
+    fields = writer.schema.get("fields") if isinstance(writer.schema, dict) else None
+    if not fields or fields[-1]["name"] != field_name:
+        return None
+    last = fields[-1]["type"]
+    if not isinstance(last, dict) or last.get("type") != "record":
+        return None
+    try:
+        fingerprint_ = schema_fingerprint(last)
+        # Avro defines a name before any use of it, so the fields before the last one never
+        # need a name defined in it: they parse alone.
+        prefix = parse_schema(
+            {"type": "record", "name": "cci.codec.SplicePrefix", "fields": fields[:-1]}
+        )
+    except Exception:  # fastavro raises several types for a schema it cannot take alone
+        return None
+    return _Splice(prefix, fingerprint_)
+
+
 def schema_fingerprint(parsed: Any) -> bytes:
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
@@ -89,6 +134,7 @@ class SchemaCatalogue:
         self.directory = directory
         self._versions: dict[str, list[SchemaVersion]] = {}
         self._by_fingerprint: dict[bytes, SchemaVersion] = {}
+        self._splices: dict[tuple[bytes, str], _Splice | None] = {}
         for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
             versions = sorted(
                 (load_version(f, folder.name) for f in folder.glob("v*.avsc")),
@@ -126,12 +172,38 @@ class SchemaCatalogue:
         for logical in self.logical_names():
             yield from self._versions[logical]
 
-    def encode(self, logical: str, record: Mapping[str, Any]) -> bytes:
+    def encode(
+        self, logical: str, record: Mapping[str, Any], embedded: Embedded | None = None
+    ) -> bytes:
+        """`record` as event `logical`, written with its latest schema. With `embedded`, a
+        record holding the embedded value in its last field gets that field's bytes copied
+        from the embedded message instead of written again, when the message's writer schema
+        is the field's type; any other record is written as without it."""
         writer = self.latest(logical)
         buffer = io.BytesIO()
         buffer.write(writer.header)
-        schemaless_writer(buffer, writer.codec_schema, record)
+        splice = None if embedded is None else self._splice_for(writer, record, embedded)
+        if splice is None:
+            schemaless_writer(buffer, writer.codec_schema, record)
+        else:
+            assert embedded is not None
+            schemaless_writer(buffer, splice.prefix, record)
+            buffer.write(memoryview(embedded.data)[HEADER_SIZE:])
         return buffer.getvalue()
+
+    def _splice_for(
+        self, writer: SchemaVersion, record: Mapping[str, Any], embedded: Embedded
+    ) -> _Splice | None:
+        if record.get(embedded.field) is not embedded.value:
+            return None
+        key = (writer.fingerprint, embedded.field)
+        if key not in self._splices:
+            self._splices[key] = _splice(writer, embedded.field)
+        splice = self._splices[key]
+        data = embedded.data
+        if splice is None or data[:2] != MAGIC or data[2:HEADER_SIZE] != splice.fingerprint:
+            return None
+        return splice
 
     def writer_of(self, data: bytes) -> SchemaVersion:
         if len(data) < HEADER_SIZE or data[:2] != MAGIC:

@@ -74,7 +74,7 @@ def build(ctx: StageContext) -> Any:
         # A state too big for its changelog must stop the step before its outputs leave.
         ctx.check_put(states, mrn, state)
         await ctx.emit(result.outputs)
-        await ctx.put(states, mrn, state)
+        await ctx.put(states, mrn, state, checked=True)
         for deadline in deadlines(state):
             timers.add(partition, deadline, mrn)
         observe(state, before, result)

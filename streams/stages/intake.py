@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from streams.app import StageContext
+from streams.codec import Embedded
 from streams.lodging import lodge
 from streams.topics import event_key
 
@@ -57,9 +58,10 @@ def build(ctx: StageContext) -> Any:
             return
         # A state too big for its changelog must stop the lodging before its outputs leave.
         ctx.check_put(declarations, key, result.state)
-        await ctx.emit(result.outputs)
+        # The acceptance carries the lodged declaration as it came: its bytes are reused.
+        await ctx.emit(result.outputs, embedded=Embedded("declaration", message.value, record))
         count(result.outputs)
-        await ctx.put(declarations, key, result.state)
+        await ctx.put(declarations, key, result.state, checked=True)
         if result.sequence_used:
             await ctx.put(sequences, partition_key, sequence + 1)
 

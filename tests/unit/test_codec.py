@@ -13,7 +13,7 @@ from fastavro.schema import to_parsing_canonical_form
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.codec import HEADER_SIZE, MAGIC, DecodeError, SchemaCatalogue, catalogue
+from streams.codec import HEADER_SIZE, MAGIC, DecodeError, Embedded, SchemaCatalogue, catalogue
 from streams.config import ROOT
 from streams.jsonform import from_json, to_json
 
@@ -505,3 +505,54 @@ def test_the_catalogue_refuses_two_versions_with_one_canonical_form(tmp_path: Pa
     (folder / "v2.avsc").write_text(text.replace("Event-time tick", "A tick"))
     with pytest.raises(ValueError, match="same canonical form"):
         SchemaCatalogue(tmp_path)
+
+
+# An acceptance carries its lodged declaration whole: the intake copies the input's bytes.
+def _accepted(declaration: dict[str, Any]) -> dict[str, Any]:
+    return {**native("declaration.accepted"), "declaration": declaration}
+
+
+def test_an_embedded_input_is_copied_into_the_output_byte_for_byte() -> None:
+    lodged = native("declaration.lodged")
+    data = SCHEMAS.encode("declaration.lodged", lodged)
+    received = SCHEMAS.decode("declaration.lodged", data)
+    accepted = _accepted(received)
+    spliced = SCHEMAS.encode(
+        "declaration.accepted", accepted, Embedded("declaration", data, received)
+    )
+    assert spliced == SCHEMAS.encode("declaration.accepted", accepted)
+    assert SCHEMAS.decode("declaration.accepted", spliced) == accepted
+    assert spliced.endswith(data[HEADER_SIZE:])
+
+
+def test_a_record_not_holding_the_embedded_value_is_encoded_as_it_is() -> None:
+    lodged = native("declaration.lodged")
+    data = SCHEMAS.encode("declaration.lodged", lodged)
+    received = SCHEMAS.decode("declaration.lodged", data)
+    changed = {**received, "lrn": "ANOTHER-LRN"}
+    accepted = _accepted(changed)
+    encoded = SCHEMAS.encode(
+        "declaration.accepted", accepted, Embedded("declaration", data, received)
+    )
+    assert SCHEMAS.decode("declaration.accepted", encoded)["declaration"]["lrn"] == "ANOTHER-LRN"
+
+
+def test_an_embedded_message_of_another_schema_is_not_copied() -> None:
+    # The bytes of a rejection are no declaration: the value alone decides what is written.
+    lodged = native("declaration.lodged")
+    other = SCHEMAS.encode("declaration.rejected", native("declaration.rejected"))
+    accepted = _accepted(lodged)
+    encoded = SCHEMAS.encode(
+        "declaration.accepted", accepted, Embedded("declaration", other, lodged)
+    )
+    assert SCHEMAS.decode("declaration.accepted", encoded) == accepted
+
+
+@pytest.mark.parametrize("field_name", ["mrn", "eventId", "nowhere"])
+def test_only_a_last_record_field_is_copied(field_name: str) -> None:
+    # The notification and the acceptance's other fields are written as always.
+    accepted = native("declaration.accepted")
+    value = accepted.get(field_name)
+    data = SCHEMAS.encode("clock.tick", native("clock.tick"))
+    encoded = SCHEMAS.encode("declaration.accepted", accepted, Embedded(field_name, data, value))
+    assert SCHEMAS.decode("declaration.accepted", encoded) == accepted

@@ -54,7 +54,7 @@ def drive(messages: list[Message], state_dir: Path) -> list[Output]:
     ctx = make_context("decision", settings, app)
     emitted: list[Output] = []
 
-    async def record(outputs: Any, headers: Any = None) -> None:
+    async def record(outputs: Any, headers: Any = None, embedded: Any = None) -> None:
         emitted.extend(outputs)
 
     ctx.emit = record  # type: ignore[method-assign]

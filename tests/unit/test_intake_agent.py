@@ -35,7 +35,7 @@ def run_intake(tmp_path: Path) -> Driver:
         ctx = make_context("intake", settings, app)
         emitted: list[Output] = []
 
-        async def record(outputs: Any, headers: Any = None) -> None:
+        async def record(outputs: Any, headers: Any = None, embedded: Any = None) -> None:
             emitted.extend(outputs)
 
         ctx.emit = record  # type: ignore[method-assign]
