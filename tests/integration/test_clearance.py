@@ -7,15 +7,20 @@ Ticks reach every declaration of the namespace, so a test only asserts on its ow
 
 from __future__ import annotations
 
+import threading
+import time
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.codec import SchemaCatalogue
+from streams.kafka_io import producer, publish_records
 from streams.reference import load_reference
 from streams.risk import assess_risk
 from streams.topics import topic_name
@@ -197,15 +202,19 @@ def test_a_decision_stage_interrupted_mid_flow_loses_and_repeats_nothing(
     pipeline: Pipeline, interruption: str
 ) -> None:
     at = BASE + timedelta(days=40)
-    # Enough that the interruption lands mid-flow however fast the stage has become.
     mrns = pipeline.lodge_many(at=at, count=1000)
     answers = [{"mrn": m, "control": "NONE", "occurredAt": at} for m in mrns]
-    pipeline.send_many("cop.risk-result", answers)
+    # The answers arrive at a pace, for about ten seconds: the interruption lands while they
+    # do, however fast the stage is (sent at once, a faster stage had released them all
+    # before its graceful stop was through).
+    sender = threading.Thread(target=_paced, args=(pipeline, "cop.risk-result", answers))
+    sender.start()
     pipeline.expect("declaration.released", mrn=lambda m: m in set(mrns))
     decision = pipeline.workers["decision"]
     decision.kill() if interruption == "kill" else decision.stop()
     released_before = len(pipeline.events("declaration.released", mrn=lambda m: m in set(mrns)))
     decision.start()
+    sender.join()
 
     for mrn in mrns:
         pipeline.expect("declaration.released", mrn=mrn, timeout=120)
@@ -214,6 +223,16 @@ def test_a_decision_stage_interrupted_mid_flow_loses_and_repeats_nothing(
                        for m in (r["mrn"] for r in pipeline.events(lg)) if m in mrns)  # fmt: skip
     assert outcomes == {m: 2 for m in mrns}  # one forward and one release each
     assert released_before < len(mrns), "the stage had finished before the interruption"
+
+
+def _paced(
+    pipeline: Pipeline, logical: str, records: list[dict[str, Any]], per_tenth: int = 10
+) -> None:
+    client = producer(pipeline.settings)
+    for start in range(0, len(records), per_tenth):
+        chunk = [{"eventId": str(uuid.uuid4()), **r} for r in records[start : start + per_tenth]]
+        publish_records(pipeline.settings, pipeline.schemas, logical, chunk, client=client)
+        time.sleep(0.1)
 
 
 def scrape(port: int) -> tuple[str, list[tuple[str, dict[str, str], float]]]:
