@@ -63,9 +63,10 @@ TuningOpt = Annotated[
         help="settings that trade throughput for latency: default, low-latency (streams/tuning.py)",
     ),
 ]
-# Fine steps below a few hundred a second, where this machine saturates, so that the latency at
-# half the peak is read near it; then doubling.
-DEFAULT_RATES = "20,40,60,80,100,150,200,300,400,800,1600,3200"
+# Fine steps below several hundred a second, where the two-core machines measured so far
+# saturate (at 80-90/s and at 350-450/s), so that the peak and the latency at half of it are
+# read close; then doubling.
+DEFAULT_RATES = "20,40,60,80,100,150,200,300,400,500,600,800,1600,3200"
 WORKERS_HELP = "worker processes per stage, sharing its consumer group and partitions"
 
 
@@ -336,15 +337,19 @@ def ceilings_command(
 # The ceilings `cci bench stages` compares with: the stages' own framework and guarantee, and
 # the plain client for what the framework itself costs.
 STAGE_CEILINGS = ("client", "faust-eos")
+# Declarations, and messages per ceiling hop, of `cci bench stages`: a drain is timed by a
+# counter read every 0.25 s, so it should last several seconds. At 3,000 the fastest stages
+# drained in under a second on a fast machine, each figure then good to a third.
+STAGES_COUNT = 10_000
 
 
 @bench_app.command("stages")
 def stages_command(
-    count: LodgedOpt = 3000,
+    count: LodgedOpt = STAGES_COUNT,
     budget: BudgetOpt = 300.0,
     ceiling_count: Annotated[
         int, typer.Option("--ceiling-count", min=10, help="messages each ceiling hop takes")
-    ] = 3000,
+    ] = STAGES_COUNT,
     seed: SeedOpt = 11,
     namespace: NamespaceOpt = None,
     output_dir: OutputOpt = None,
