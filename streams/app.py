@@ -551,10 +551,10 @@ class StageContext:
             for _, topic, key, value in encoded:
                 await topic.send(key=key, value=value, headers=headers)
             return
-        # Straight to the transactions, which route each send as Faust's Topic.send would end
-        # up doing (SourcePartitionTransactions): Faust's path around it (its future, pending
-        # message and sensor calls per send) was a tenth of the intake's CPU, and none of it
-        # is used here.
+        # Straight to the transactions, which route each send as Faust's Topic.send ends up
+        # doing (SourcePartitionTransactions): the path around it (a pending message, a future
+        # and sensor calls per send) showed in the intake's profile, and no stage uses any of
+        # it (docs/decisions.md, Exactly-once, 13).
         transactions = cast(Any, self.app.consumer).transactions
         for _, topic, key, value in encoded:
             await transactions.send(topic.get_topic_name(), key, value, None, None, headers)
