@@ -228,6 +228,8 @@ def test_a_decision_stage_interrupted_mid_flow_loses_and_repeats_nothing(
 def _paced(
     pipeline: Pipeline, logical: str, records: list[dict[str, Any]], per_tenth: int = 10
 ) -> None:
+    """Publish `records` `per_tenth` at a time, one batch every tenth of a second, through
+    one producer (a producer per batch would set the pace by its connection instead)."""
     client = producer(pipeline.settings)
     for start in range(0, len(records), per_tenth):
         chunk = [{"eventId": str(uuid.uuid4()), **r} for r in records[start : start + per_tenth]]
