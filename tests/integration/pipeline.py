@@ -78,12 +78,14 @@ class Pipeline:
         publish_records(self.settings, self.schemas, logical, [record])
         return record
 
-    def send_many(self, logical: str, records: list[dict[str, Any]]) -> None:
+    def send_many(self, logical: str, records: list[dict[str, Any]], client: Any = None) -> None:
+        """`client`: a producer to reuse; one is made for the call otherwise."""
         publish_records(
             self.settings,
             self.schemas,
             logical,
             [{"eventId": str(uuid.uuid4()), **fields} for fields in records],
+            client=client,
         )
 
     def tick(self, at: datetime) -> None:

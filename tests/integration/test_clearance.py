@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.codec import SchemaCatalogue
-from streams.kafka_io import producer, publish_records
+from streams.kafka_io import producer
 from streams.reference import load_reference
 from streams.risk import assess_risk
 from streams.topics import topic_name
@@ -232,8 +231,7 @@ def _paced(
     one producer (a producer per batch would set the pace by its connection instead)."""
     client = producer(pipeline.settings)
     for start in range(0, len(records), per_tenth):
-        chunk = [{"eventId": str(uuid.uuid4()), **r} for r in records[start : start + per_tenth]]
-        publish_records(pipeline.settings, pipeline.schemas, logical, chunk, client=client)
+        pipeline.send_many(logical, records[start : start + per_tenth], client=client)
         time.sleep(0.1)
 
 
