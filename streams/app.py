@@ -54,7 +54,7 @@ from streams.faust_settings import client_settings
 from streams.metrics import PartitionLag, StageMetrics
 from streams.reference import ReferenceData, load_reference
 from streams.table_writes import pending_changelog, send_pending
-from streams.topics import DEAD_LETTER, STAGES, dead_letter_topic, group_id, topic_name
+from streams.topics import DEAD_LETTER, dead_letter_topic, group_id, topic_name, topology
 
 log = logging.getLogger(__name__)
 
@@ -646,7 +646,7 @@ def watch_broker(app: faust.App, settings: Settings, metrics: StageMetrics, topi
 
 
 def make_context(stage: str, settings: Settings, app: faust.App) -> StageContext:
-    spec = STAGES[stage]
+    spec = topology(settings.fused_assessment)[stage]
     topics = {
         logical: app.topic(
             topic_name(settings.namespace, logical),

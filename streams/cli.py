@@ -260,6 +260,7 @@ def worker(
     """Run stages until stopped: one process per stage, each its own consumer group."""
     from streams.reference import ReferenceDataError, load_reference
     from streams.stages import BUILDERS
+    from streams.topics import topology
     from streams.worker import run_all, run_stage
 
     settings = load_settings(namespace)
@@ -267,13 +268,22 @@ def worker(
         fail(f"--loglevel {loglevel!r}: use debug, info, warning or error")
     if stage != "all" and stage not in BUILDERS:
         fail(f"unknown stage {stage!r}; stages: {', '.join(sorted(BUILDERS))}, all")
+    running = topology(settings.fused_assessment)
+    if settings.fused_assessment and settings.security_protocol != "PLAINTEXT":
+        # The ACLs (streams.access) grant each stage the rights of the four-stage topology.
+        fail("CCI_FUSED_ASSESSMENT has no ACLs yet: run it on a PLAINTEXT broker")
+    if stage != "all" and stage not in running:
+        fail(
+            f"stage {stage!r} does not run with CCI_FUSED_ASSESSMENT: the decision stage "
+            f"assesses declarations; stages: {', '.join(sorted(running))}, all"
+        )
     try:
         load_reference(settings.reference_dir)
     except ReferenceDataError as exc:
         fail(str(exc))
     _require_broker(settings)
     if stage == "all":
-        raise typer.Exit(run_all(sorted(BUILDERS), loglevel, settings.namespace))
+        raise typer.Exit(run_all(sorted(running), loglevel, settings.namespace))
     from streams.admin import ensure_changelogs
 
     _broker_call(lambda: ensure_changelogs(settings, stage))

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         description="seconds after a stage has read all it was sent that it commits, without"
         " waiting for the commit interval; 0: at the commit interval only",
     )
+    fused_assessment: bool = Field(
+        default=False,
+        description="risk and duties assessed by the decision stage, in the transaction that"
+        " takes in the acceptance, instead of by stages of their own (docs/decisions.md,"
+        " Topology)",
+    )
     broker_probe_interval: float = Field(
         default=5.0, gt=0, description="seconds between a worker's checks that the broker answers"
     )

@@ -69,7 +69,6 @@ from streams.jsonform import from_json
 from streams.kafka_io import Received, end_offsets, producer, publish_records, reader
 from streams.reference import ReferenceData, load_reference
 from streams.run_report import percentile
-from streams.stages import BUILDERS
 from streams.topics import (
     STAGES,
     dead_letter_topic,
@@ -77,6 +76,7 @@ from streams.topics import (
     event_key,
     group_id,
     topic_name,
+    topology,
 )
 from streams.worker import stage_port
 
@@ -670,7 +670,8 @@ def _observe(console: Console, settings: Settings) -> None:
     """Print where the stages' metrics are and, when Prometheus is installed, scrape them with
     the project's configuration and alert rules; it keeps running after the demo so that the
     run can be browsed (`make prometheus-stop`)."""
-    ports = {stage: stage_port(settings, stage) for stage in sorted(BUILDERS)}
+    running = topology(settings.fused_assessment)
+    ports = {stage: stage_port(settings, stage) for stage in sorted(running)}
     for stage, port in ports.items():
         console.print(f"  metrics of {stage}: http://{settings.web_host}:{port}/metrics")
     if not prometheus_local.available():
@@ -706,7 +707,8 @@ def _play(
     """Lodge, wait for intake, let the decisions settle, jump event time, let them settle again;
     each wait bounded by `timeout` seconds."""
     flow, settings = watch.flow, watch.settings
-    groups = [group_id(settings.namespace, s) for s in (*STAGES, SIMULATOR_GROUP)]
+    running = topology(settings.fused_assessment)
+    groups = [group_id(settings.namespace, s) for s in (*running, SIMULATOR_GROUP)]
     began = time.monotonic()
     with console.status("waiting for the stages and the COP simulator to join their groups"):
         run.ready = wait_for_groups(settings, groups, began + timeout, watch.alive)

@@ -36,6 +36,19 @@ def output(logical: str, record: Mapping[str, Any]) -> Output:
     return Output(logical, event_key(logical, record), record)
 
 
+def assessment(logical: str, accepted: Mapping[str, Any], fields: Mapping[str, Any]) -> Output:
+    """The `risk.assessed` or `duties.assessed` event (`logical`) of an acceptance, whichever
+    stage assesses it: its eventId derives from the acceptance's, and it carries the
+    acceptance's event time (spec §8)."""
+    record = {
+        "eventId": derived_event_id(accepted["eventId"], logical),
+        "occurredAt": accepted["occurredAt"],
+        "mrn": accepted["mrn"],
+        **fields,
+    }
+    return output(logical, record)
+
+
 def notification(
     cause: str,
     occurred_at: datetime,

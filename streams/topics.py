@@ -127,6 +127,27 @@ STAGES: dict[str, Stage] = {
     )
 }
 
+# The assessments, which the fused topology (`Settings.fused_assessment`) leaves to the decision
+# stage: it assesses an acceptance when it takes it in, in the same transaction, so the risk
+# and duty stages do not run and the decision stage writes their events instead of reading
+# them. The events and their topics stay: whoever reads them (a recette campaign, a risk
+# analyst's tool) sees the same records either way (docs/decisions.md, Topology).
+ASSESSMENTS = ("risk.assessed", "duties.assessed")
+FUSED_STAGES: dict[str, Stage] = {
+    "intake": STAGES["intake"],
+    "decision": Stage(
+        "decision",
+        reads=tuple(r for r in STAGES["decision"].reads if r not in ASSESSMENTS),
+        writes=(*ASSESSMENTS, *STAGES["decision"].writes),
+        tables=STAGES["decision"].tables,
+    ),
+}
+
+
+def topology(fused_assessment: bool) -> dict[str, Stage]:
+    """The stages that run, and what each reads and writes, in the topology chosen."""
+    return FUSED_STAGES if fused_assessment else STAGES
+
 
 def topic_name(namespace: str, logical: str) -> str:
     try:

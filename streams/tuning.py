@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, MutableMapping
 
+from streams.topics import topology
+
 TUNINGS: Mapping[str, Mapping[str, str]] = {
     # The settings' own defaults: six partitions (room for six workers per stage), a commit
     # every 0.5 s; p99 lodging-to-release about 3 s on the test machine.
@@ -20,6 +22,13 @@ TUNINGS: Mapping[str, Mapping[str, str]] = {
     # One node, two workers per stage at most: ten commits a second of two transactions each,
     # against the default's two of six.
     "low-latency": {"CCI_PARTITIONS": "2", "CCI_COMMIT_INTERVAL": "0.1"},
+    # Low-latency's settings, and one hop fewer: the decision stage assesses risk and duties
+    # as it takes in an acceptance, and the risk and duty stages do not run.
+    "fused": {
+        "CCI_PARTITIONS": "2",
+        "CCI_COMMIT_INTERVAL": "0.1",
+        "CCI_FUSED_ASSESSMENT": "true",
+    },
 }
 
 
@@ -30,6 +39,11 @@ def tuning_env(name: str) -> Mapping[str, str]:
     except KeyError:
         known = ", ".join(TUNINGS)
         raise ValueError(f"unknown tuning {name!r}: use one of {known}") from None
+
+
+def tuning_stages(name: str) -> list[str]:
+    """The stages that run under tuning `name`, in name order."""
+    return sorted(topology(tuning_env(name).get("CCI_FUSED_ASSESSMENT") == "true"))
 
 
 def apply_tuning(name: str, environ: MutableMapping[str, str] | None = None) -> None:

@@ -135,6 +135,7 @@ def steps_config(
         "partitions": settings.partitions,
         "commit_interval": settings.commit_interval,
         "idle_commit": settings.idle_commit,
+        "fused": settings.fused_assessment,
         "bootstrap": settings.bootstrap,
         "broker_cpu_measured": run.broker_pid is not None,
         "elapsed_seconds": round(time.monotonic() - began, 1),

@@ -37,7 +37,7 @@ from streams.codec import catalogue
 from streams.config import ROOT, Settings
 from streams.kafka_io import read
 from streams.ports import free_port
-from streams.topics import STAGES, topic_name
+from streams.topics import topic_name, topology
 
 # Pipeline order: each stage's inputs are the outputs of those before it.
 ORDER = ("intake", "risk", "duties", "decision")
@@ -133,7 +133,9 @@ def run_stages(
     """Lodge `count` declarations, then drain them stage by stage, each stage getting an even
     share of the time left, up to stage `last` (all when None), which `watch` is called with;
     the namespace and its state are deleted after, whatever happens."""
+    running = topology(settings.fused_assessment)
     stages = ORDER if last is None else ORDER[: ORDER.index(last) + 1]
+    stages = tuple(s for s in stages if s in running)
     run = StagesRun()
     log_dir.mkdir(parents=True, exist_ok=True)
     schemas = catalogue(settings.schemas_dir)
@@ -149,7 +151,7 @@ def run_stages(
             if share < MIN_STAGE_SECONDS + STOP_RESERVE:
                 run.stopped_because = f"the time budget leaves no room for the {stage} stage"
                 break
-            topics = [topic_name(settings.namespace, logical) for logical in STAGES[stage].reads]
+            topics = [topic_name(settings.namespace, logical) for logical in running[stage].reads]
             available = count_records(settings, topics, deadline)
             if available == 0:
                 run.stopped_because = f"nothing for the {stage} stage to read"

@@ -252,6 +252,7 @@ def settings_text(config: Mapping[str, Any]) -> str:
         f"{config['partitions']} partitions per topic, commit every "
         f"{config['commit_interval']:g} s, "
         + (f"or {idle:g} s after the input runs dry" if idle else "idle commit off")
+        + (", risk and duties assessed by the decision stage" if config.get("fused") else "")
     )
 
 

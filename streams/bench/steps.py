@@ -69,7 +69,7 @@ from streams.demo import COP_MIX, Feed, generated_load, wait_for_groups
 from streams.kafka_io import end_offsets, producer, reader
 from streams.ports import free_port_run
 from streams.reference import load_reference
-from streams.topics import STAGES, declaration_key, event_key, group_id, topic_name
+from streams.topics import STAGES, declaration_key, event_key, group_id, topic_name, topology
 
 DEFAULT_RATES = (50, 100, 200, 400, 800, 1600, 3200)
 INVALID_SHARE = 0.1
@@ -252,15 +252,16 @@ class Offsets:
         self.admin = admin_client(settings)
         self.consumer = reader(settings)
         ns = settings.namespace
+        running = topology(settings.fused_assessment)
         self.inputs = {
             stage: [topic_name(ns, logical) for logical in spec.reads]
-            for stage, spec in STAGES.items()
+            for stage, spec in running.items()
         }
         self.inputs["cop-simulator"] = [
             topic_name(ns, "cop.forwarded"),
             topic_name(ns, "declaration.status"),
         ]
-        self.groups = {stage: group_id(ns, stage) for stage in STAGES}
+        self.groups = {stage: group_id(ns, stage) for stage in running}
         self.groups["cop-simulator"] = group_id(ns, SIMULATOR_GROUP)
 
     def committed(self, group: str) -> dict[tuple[str, int], int]:
@@ -409,7 +410,7 @@ def worker_groups(workers: Sequence[StageWorker]) -> dict[str, list[str]]:
 def start_stage_workers(settings: Settings, copies: int, log_dir: Path) -> list[StageWorker]:
     """`copies` processes of each stage, all in the stage's group. Ports come from one free run
     so that they collide neither with each other nor with a `cci demo` running beside."""
-    stages = sorted(STAGES)
+    stages = sorted(topology(settings.fused_assessment))
     base = free_port_run(len(stages) * copies)
     started: list[StageWorker] = []
     try:
@@ -511,7 +512,10 @@ def run_steps(
         )
         # Every copy must hold its partitions before the first step: a copy joining later
         # would rebalance the group in the middle of a measurement.
-        members = {group_id(settings.namespace, stage): workers for stage in STAGES}
+        members = {
+            group_id(settings.namespace, stage): workers
+            for stage in topology(settings.fused_assessment)
+        }
         if not wait_for_groups(
             settings, groups, min(deadline, began + STARTUP), alive, members=members
         ):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from streams.app import StageContext
-from streams.events import derived_event_id, output
+from streams.events import assessment
 from streams.reference import ReferenceData
 
 SOURCE = "declaration.accepted"
@@ -23,14 +23,9 @@ def build_assessing(ctx: StageContext, stage: str, emits: str, assess: Assess) -
         accepted = await ctx.decode(message, SOURCE)
         if accepted is None:
             return
-        record = {
-            "eventId": derived_event_id(accepted["eventId"], emits),
-            # Every output carries the event time of its cause (spec §8).
-            "occurredAt": accepted["occurredAt"],
-            "mrn": accepted["mrn"],
-            **assess(accepted["declaration"], ctx.reference),
-        }
-        await ctx.emit([output(emits, record)])
+        await ctx.emit(
+            [assessment(emits, accepted, assess(accepted["declaration"], ctx.reference))]
+        )
 
     @ctx.app.agent(ctx.source(SOURCE), name=f"{ctx.app.conf.id}-agent")
     async def assessing(stream: Any) -> None:

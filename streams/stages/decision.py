@@ -5,6 +5,9 @@ an MRN, and the clock ticks that fire its timers, meet on one partition and one 
 has one state in the `declarations` table; `streams.decision.step` says what an event does to it.
 The worker also answers `GET /declarations/{mrn}` from that table, routed to the worker that
 holds the MRN's partition.
+
+In the fused topology (`Settings.fused_assessment`) the stage also assesses each acceptance for
+risk and duties as it takes it in (`streams.fused`), and reads no assessments.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import Any
 from faust.streams import current_event
 
 from streams.app import StageContext, failure
-from streams.decision import INPUTS, STATES, DecisionConfig, Step, deadlines, instant, millis, step
+from streams.decision import STATES, DecisionConfig, Step, deadlines, instant, millis, step
+from streams.fused import accept_and_assess
 from streams.timers import TimerIndex
-from streams.topics import topic_name
+from streams.topics import topic_name, topology
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,9 @@ def build(ctx: StageContext) -> Any:
         lapse_after=ctx.settings.lapse_after,
         schemas=ctx.catalogue,
     )
-    logical_of = {topic_name(ctx.settings.namespace, logical): logical for logical in INPUTS}
+    inputs = topology(ctx.settings.fused_assessment)[STAGE].reads
+    logical_of = {topic_name(ctx.settings.namespace, logical): logical for logical in inputs}
+    fused = ctx.settings.fused_assessment
     timers = TimerIndex()
     metrics = ctx.metrics
     for name in STATES:  # every state has a series, at 0 until a declaration is in it
@@ -143,7 +149,13 @@ def build(ctx: StageContext) -> Any:
             await ctx.dead_letter(message, "key-mismatch", f"key must be the MRN {mrn!r}")
             return
         current, before = state_of(mrn)
-        result = step(current, logical, record, config)
+        if fused and logical == "declaration.accepted":
+            result = accept_and_assess(current, record, config, ctx.reference)
+            for out in result.outputs:
+                if out.logical == "risk.assessed":
+                    metrics.controls.labels(out.record["control"]).inc()
+        else:
+            result = step(current, logical, record, config)
         if result.unknown_mrn:
             await ctx.dead_letter(message, "unknown-mrn", f"no accepted declaration {mrn}")
             return
@@ -163,7 +175,7 @@ def build(ctx: StageContext) -> Any:
         code, body = status_view(states.get(mrn), mrn)
         return web.json(body, status=code)
 
-    @app.agent(ctx.source(*INPUTS), name=f"{app.conf.id}-agent")
+    @app.agent(ctx.source(*inputs), name=f"{app.conf.id}-agent")
     async def decision(stream: Any) -> None:
         await ctx.process(stream, handle, STAGE)
 

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -51,7 +51,7 @@ from streams.kafka_io import end_offsets, produce, producer, publish_records
 from streams.reference import load_reference
 from streams.stages import BUILDERS
 from streams.topics import group_id, topic_name
-from streams.tuning import tuning_env
+from streams.tuning import tuning_env, tuning_stages
 from tests.integration.conftest import WorkerProcess
 
 KAFKA_SCRIPT = ROOT / "deploy" / "local" / "kafka.sh"
@@ -149,12 +149,13 @@ class Supervisor:
         log_dir: Path,
         shared: str | None,
         env: Mapping[str, str] | None = None,
+        stages: Sequence[str] = tuple(sorted(BUILDERS)),
     ) -> None:
         self.settings = settings
         self.log_dir = log_dir
         self.env = dict(env or {})  # over the settings, for every worker (a tuning)
         self.workers: dict[str, list[WorkerProcess]] = {}
-        for stage in sorted(BUILDERS):
+        for stage in stages:
             copies = 2 if stage == shared else 1
             # Each process has its own state directory, as each pod has its own volume.
             self.workers[stage] = [
@@ -365,7 +366,8 @@ def run_case(
     env = tuning_env(tuning)
     partitions = int(env.get("CCI_PARTITIONS", Settings.model_fields["partitions"].default))
     with namespace(broker.bootstrap, directory, partitions) as settings:
-        supervisor = Supervisor(settings, directory, shared, env)
+        stages = tuning_stages(tuning)
+        supervisor = Supervisor(settings, directory, shared, env, stages)
         flow: Flow | None = None
         simulator: SupervisedSimulator | None = None
         try:
@@ -375,7 +377,7 @@ def run_case(
             flow = Flow(schemas, parse_mix(f"{COP_MIX},seed={load.seed}"), lodging.keys)
             simulator = SupervisedSimulator(settings, flow)
             simulator.start()
-            groups = [group_id(settings.namespace, s) for s in (*BUILDERS, SIMULATOR_GROUP)]
+            groups = [group_id(settings.namespace, s) for s in (*stages, SIMULATOR_GROUP)]
             assert wait_for_groups(settings, groups, time.monotonic() + 90, lambda: True)
             with closing(Feed(settings, start)) as feed:
                 watch = Watch(settings, flow, feed, simulator, load.seed, lambda: True)  # type: ignore[arg-type]

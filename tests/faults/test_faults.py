@@ -16,6 +16,7 @@ import pytest
 
 from streams.codec import SchemaCatalogue
 from streams.config import ROOT
+from streams.tuning import tuning_stages
 from tests.faults.harness import FaultBroker, Report, Supervisor, append_report, run_case
 
 pytestmark = pytest.mark.faults
@@ -48,6 +49,9 @@ def test_sigkill_of_a_stage_worker_mid_load_and_restart(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    if stage not in tuning_stages(tuning):
+        pytest.skip(f"the {stage} stage does not run under the {tuning} tuning")
+
     def fault(supervisor: Supervisor, broker: FaultBroker) -> None:
         supervisor.kill_and_restart(stage)
 

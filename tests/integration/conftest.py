@@ -82,6 +82,7 @@ class WorkerProcess:
             "CCI_PARTITIONS": str(self.settings.partitions),
             "CCI_STATE_DIR": str(self.settings.state_dir),
             "CCI_WEB_PORT": str(self.port),
+            "CCI_FUSED_ASSESSMENT": str(self.settings.fused_assessment).lower(),
             **self.extra_env,
         }
         with self.log_path.open("ab") as log:

@@ -23,7 +23,7 @@ from streams.kafka_io import publish_records, read
 from streams.reference import load_reference
 from streams.risk import randomly_selected
 from streams.stages import BUILDERS
-from streams.topics import EVENTS, dead_letter_topic, topic_name
+from streams.topics import EVENTS, dead_letter_topic, topic_name, topology
 from tests.integration.conftest import WorkerProcess
 
 FIXTURE = ROOT / "tests" / "fixtures" / "declaration-valid.json"
@@ -38,7 +38,8 @@ class Pipeline:
     def __init__(self, settings: Settings, schemas: SchemaCatalogue, log_dir: Path) -> None:
         self.settings = settings
         self.schemas = schemas
-        self.workers = {s: WorkerProcess(settings, s, log_dir) for s in sorted(BUILDERS)}
+        running = topology(settings.fused_assessment)
+        self.workers = {s: WorkerProcess(settings, s, log_dir) for s in sorted(running)}
         self.seen: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Condition()
         self._stop = threading.Event()
@@ -201,15 +202,21 @@ def pre_lodged(document: dict[str, Any]) -> None:
 
 @contextmanager
 def running_pipeline(
-    bootstrap: str, schemas: SchemaCatalogue, directory: Path, kind: type[Pipeline] = Pipeline
+    bootstrap: str,
+    schemas: SchemaCatalogue,
+    directory: Path,
+    kind: type[Pipeline] = Pipeline,
+    fused: bool = False,
 ) -> Iterator[Pipeline]:
-    """Every stage running in a fresh namespace, torn down after; `kind` may read differently."""
+    """Every stage of the topology running in a fresh namespace, torn down after; `kind` may
+    read differently."""
     directory.mkdir(parents=True, exist_ok=True)
     settings = Settings(
         bootstrap=bootstrap,
         namespace=f"it-{uuid.uuid4().hex[:10]}",
         partitions=3,
         state_dir=directory / "state",
+        fused_assessment=fused,
     )
     ensure_topics(settings)
     running = kind(settings, schemas, directory)

@@ -118,6 +118,37 @@ def test_a_worker_refuses_to_start_on_a_wrong_reference_file(
     assert "tariff.yaml" in err and "9503" in err and "'4,7'" in err
 
 
+@pytest.mark.parametrize(
+    ("stage", "env", "expected"),
+    [
+        ("risk", {}, "does not run with CCI_FUSED_ASSESSMENT"),
+        ("duties", {}, "does not run with CCI_FUSED_ASSESSMENT"),
+        (
+            "decision",
+            {
+                "CCI_SECURITY_PROTOCOL": "SASL_SSL",
+                "CCI_SASL_USERNAME": "u",
+                "CCI_SASL_PASSWORD": "p",
+            },
+            "PLAINTEXT",
+        ),
+    ],
+)
+def test_a_worker_the_fused_topology_does_not_run_refuses_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stage: str,
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    monkeypatch.setenv("CCI_FUSED_ASSESSMENT", "true")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run(capsys, "worker", "--stage", stage)
+    assert code == 2 and out == ""
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_assess_prints_the_risk_and_duties_of_one_declaration(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from streams.cli import main
 from streams.config import Settings
-from streams.tuning import TUNINGS, apply_tuning
+from streams.tuning import TUNINGS, apply_tuning, tuning_stages
 
 
 def test_default_tuning_changes_nothing() -> None:
@@ -36,5 +36,19 @@ def test_an_unknown_tuning_is_one_line_naming_the_known_ones(
     assert main(["bench", "--tuning", "fastest"]) == 2
     _, err = capsys.readouterr()
     assert err.strip().splitlines() == [
-        "cci: --tuning: unknown tuning 'fastest': use one of default, low-latency"
+        "cci: --tuning: unknown tuning 'fastest': use one of default, low-latency, fused"
     ]
+
+
+def test_the_fused_tuning_runs_two_stages_and_the_others_four() -> None:
+    assert tuning_stages("fused") == ["decision", "intake"]
+    assert (
+        tuning_stages("default")
+        == tuning_stages("low-latency")
+        == [
+            "decision",
+            "duties",
+            "intake",
+            "risk",
+        ]
+    )

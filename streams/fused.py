@@ -1,0 +1,48 @@
+"""The fused topology's step (docs/decisions.md, Topology): the decision stage takes in an
+acceptance and assesses it for risk and duties at once, as the risk and duty stages would have.
+
+The two assessments are the very events those stages write, applied to the MRN's state in a
+fixed order, acceptance then risk then duties, as if they had arrived on their topics one
+after the other; the outputs of all three steps leave in the acceptance's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from streams.decision import DecisionConfig, Step, step
+from streams.duties import assess_duties
+from streams.events import Output, assessment
+from streams.reference import ReferenceData
+from streams.risk import assess_risk
+
+Assess = Callable[[Mapping[str, Any], ReferenceData], Mapping[str, Any]]
+# In the order the fused step applies them.
+ASSESSORS: tuple[tuple[str, Assess], ...] = (
+    ("risk.assessed", assess_risk),
+    ("duties.assessed", assess_duties),
+)
+
+
+def accept_and_assess(
+    state: Mapping[str, Any] | None,
+    accepted: Mapping[str, Any],
+    config: DecisionConfig,
+    reference: ReferenceData,
+) -> Step:
+    """Apply `declaration.accepted` (`accepted`) to the state of its MRN, then its risk and its
+    duty assessments. An acceptance already taken in (a redelivery) is assessed no more."""
+    taken = step(state, "declaration.accepted", accepted, config)
+    if taken.state is None or taken.state.get("acceptedEventId") != accepted["eventId"]:
+        return taken  # redelivered, or a second acceptance of the MRN: the first was assessed
+    current: dict[str, Any] = taken.state
+    outputs: list[Output] = list(taken.outputs)
+    for logical, assess in ASSESSORS:
+        event = assessment(logical, accepted, assess(accepted["declaration"], reference))
+        outputs.append(event)
+        applied = step(current, logical, event.record, config)
+        if applied.state is not None:
+            current = applied.state
+            outputs.extend(applied.outputs)
+    return Step(current, outputs)
