@@ -29,7 +29,6 @@ from typing import Any
 from streams.codec import SchemaCatalogue
 from streams.events import Output, derived_event_id, notification, output
 from streams.jsonform import from_json
-from streams.topics import STAGES
 
 ACCEPTED = "ACCEPTED"
 RISK_ASSESSED = "RISK_ASSESSED"
@@ -47,8 +46,6 @@ _LEVEL = {"NONE": 0, "DOCUMENTARY": 1, "PHYSICAL": 2}
 # handful of events in its life; the bound only protects the state from a flood.
 EVENT_ID_MEMORY = 64
 
-# What the decision stage reads, as the topic catalogue declares it.
-INPUTS = STAGES["decision"].reads
 LODGED = "declaration.lodged"
 
 
