@@ -17,6 +17,7 @@ from streams.events import Output, assessment
 from streams.reference import ReferenceData
 from streams.risk import assess_risk
 
+# What an assessing stage, or the fused step, runs on an accepted declaration.
 Assess = Callable[[Mapping[str, Any], ReferenceData], Mapping[str, Any]]
 # In the order the fused step applies them.
 ASSESSORS: tuple[tuple[str, Assess], ...] = (

@@ -6,16 +6,13 @@ the stage's transactions make each acceptance produce its assessment exactly onc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from streams.app import StageContext
 from streams.events import assessment
-from streams.reference import ReferenceData
+from streams.fused import Assess
 
 SOURCE = "declaration.accepted"
-
-Assess = Callable[[Mapping[str, Any], ReferenceData], Mapping[str, Any]]
 
 
 def build_assessing(ctx: StageContext, stage: str, emits: str, assess: Assess) -> Any:
