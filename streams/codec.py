@@ -191,15 +191,33 @@ class SchemaCatalogue:
             buffer.write(memoryview(embedded.data)[HEADER_SIZE:])
         return buffer.getvalue()
 
+    def last_field(self, data: bytes, field_name: str, value: Any) -> Embedded | None:
+        """The last field of message `data`, a record decoded as `value`, with its own
+        single-object encoding cut from `data`: for an output that carries it on (the
+        acceptance's declaration, forwarded to the COP). None when `field_name` is not the
+        writer schema's last field or not a record."""
+        splice = self._splice_of(self.writer_of(data), field_name)
+        if splice is None:
+            return None
+        stream = io.BytesIO(data)
+        stream.seek(HEADER_SIZE)
+        # The fields before it, read only to learn where it starts.
+        schemaless_reader(stream, splice.prefix, None)
+        body = memoryview(data)[stream.tell() :]
+        return Embedded(field_name, b"".join((MAGIC, splice.fingerprint, body)), value)
+
+    def _splice_of(self, writer: SchemaVersion, field_name: str) -> _Splice | None:
+        key = (writer.fingerprint, field_name)
+        if key not in self._splices:
+            self._splices[key] = _splice(writer, field_name)
+        return self._splices[key]
+
     def _splice_for(
         self, writer: SchemaVersion, record: Mapping[str, Any], embedded: Embedded
     ) -> _Splice | None:
         if record.get(embedded.field) is not embedded.value:
             return None
-        key = (writer.fingerprint, embedded.field)
-        if key not in self._splices:
-            self._splices[key] = _splice(writer, embedded.field)
-        splice = self._splices[key]
+        splice = self._splice_of(writer, embedded.field)
         data = embedded.data
         if splice is None or data[:2] != MAGIC or data[2:HEADER_SIZE] != splice.fingerprint:
             return None

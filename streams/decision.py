@@ -83,9 +83,23 @@ def keep_declaration(declaration: Mapping[str, Any], schemas: SchemaCatalogue) -
     return base64.b64encode(schemas.encode(LODGED, declaration)).decode("ascii")
 
 
-def kept_declaration(kept: str | dict[str, Any], schemas: SchemaCatalogue) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Held:
+    """A declaration taken in by a step that has not been kept yet: the very value decoded from
+    the acceptance. `step(..., settled=False)` leaves it in the state, so that a caller applying
+    more inputs before the state is stored (`streams.fused`) forwards it without encoding it
+    for the state and decoding it back; `settle` keeps it before the state leaves."""
+
+    declaration: Mapping[str, Any]
+
+
+def kept_declaration(
+    kept: str | dict[str, Any] | Held, schemas: SchemaCatalogue
+) -> Mapping[str, Any]:
     """The declaration a state keeps, Avro-native; a state written before the Avro form was
     kept holds the JSON form of spec §3 instead (docs/decisions.md, Decision)."""
+    if isinstance(kept, Held):
+        return kept.declaration
     if isinstance(kept, dict):
         declaration: dict[str, Any] = from_json(schemas.latest(LODGED).schema, kept)
         return declaration
@@ -113,8 +127,31 @@ def step(
     logical: str,
     record: Mapping[str, Any],
     config: DecisionConfig,
+    *,
+    settled: bool = True,
 ) -> Step:
-    """Apply one input event to the state of its MRN."""
+    """Apply one input event to the state of its MRN. With `settled=False` a declaration the
+    acceptance brings stays `Held` in the state: `settle` the last step before storing it."""
+    result = _step(state, logical, record, config)
+    return settle(result, config) if settled else result
+
+
+def settle(result: Step, config: DecisionConfig) -> Step:
+    """`result` with a declaration still held in its state kept, as the state stores it."""
+    state = result.state
+    if state is None or not isinstance(state.get("declaration"), Held):
+        return result
+    held: Held = state["declaration"]
+    kept = {**state, "declaration": keep_declaration(held.declaration, config.schemas)}
+    return Step(kept, result.outputs, result.unknown_mrn)
+
+
+def _step(
+    state: Mapping[str, Any] | None,
+    logical: str,
+    record: Mapping[str, Any],
+    config: DecisionConfig,
+) -> Step:
     if logical == "clock.tick":
         if state is None:
             return Step(None)
@@ -194,7 +231,7 @@ def _accepted(state: dict[str, Any], record: Mapping[str, Any], config: Decision
         acceptedAt=accepted_at,
         acceptedEventId=record["eventId"],
         presentationOffice=declaration["presentationOffice"],
-        declaration=keep_declaration(declaration, config.schemas),
+        declaration=Held(declaration),
         # A standard declaration is presented when it is lodged; a pre-lodged one waits.
         presented=declaration["additionalDeclarationType"] != "D",
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from streams.decision import DecisionConfig, Step, step
+from streams.decision import DecisionConfig, Step, settle, step
 from streams.duties import assess_duties
 from streams.events import Output, assessment
 from streams.reference import ReferenceData
@@ -33,17 +33,20 @@ def accept_and_assess(
     reference: ReferenceData,
 ) -> Step:
     """Apply `declaration.accepted` (`accepted`) to the state of its MRN, then its risk and its
-    duty assessments. An acceptance already taken in (a redelivery) is assessed no more."""
-    taken = step(state, "declaration.accepted", accepted, config)
+    duty assessments. An acceptance already taken in (a redelivery) is assessed no more.
+
+    The three steps run unsettled and the result is settled once: a declaration forwarded by
+    the last of them is never encoded for the state at all."""
+    taken = step(state, "declaration.accepted", accepted, config, settled=False)
     if taken.state is None or taken.state.get("acceptedEventId") != accepted["eventId"]:
-        return taken  # redelivered, or a second acceptance of the MRN: the first was assessed
+        return settle(taken, config)  # redelivered, or a second acceptance: assessed before
     current: dict[str, Any] = taken.state
     outputs: list[Output] = list(taken.outputs)
     for logical, assess in ASSESSORS:
         event = assessment(logical, accepted, assess(accepted["declaration"], reference))
         outputs.append(event)
-        applied = step(current, logical, event.record, config)
+        applied = step(current, logical, event.record, config, settled=False)
         if applied.state is not None:
             current = applied.state
             outputs.extend(applied.outputs)
-    return Step(current, outputs)
+    return settle(Step(current, outputs), config)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from streams.bench.results import MAX_WORKERS
+from streams.tuning import TUNINGS
 
 if TYPE_CHECKING:
     from streams.bench.profile import Hotspot
@@ -60,7 +61,8 @@ TuningOpt = Annotated[
     str,
     typer.Option(
         "--tuning",
-        help="settings that trade throughput for latency: default, low-latency (streams/tuning.py)",
+        help=f"settings that trade throughput for latency: {', '.join(TUNINGS)}"
+        " (streams/tuning.py)",
     ),
 ]
 # Fine steps below several hundred a second, where the two-core machines measured so far

@@ -19,6 +19,7 @@ from typing import Any
 from faust.streams import current_event
 
 from streams.app import StageContext, failure
+from streams.codec import Embedded
 from streams.decision import STATES, DecisionConfig, Step, deadlines, instant, millis, step
 from streams.fused import accept_and_assess
 from streams.timers import TimerIndex
@@ -71,7 +72,13 @@ def build(ctx: StageContext) -> Any:
     for name in STATES:  # every state has a series, at 0 until a declaration is in it
         metrics.declarations.labels(name).set(0)
 
-    async def apply(mrn: str, partition: int, result: Step, before: str | None) -> None:
+    async def apply(
+        mrn: str,
+        partition: int,
+        result: Step,
+        before: str | None,
+        embedded: Embedded | None = None,
+    ) -> None:
         if result.state is None:
             return
         # The partition is kept in the state so that the timer index can be rebuilt from the
@@ -79,7 +86,7 @@ def build(ctx: StageContext) -> Any:
         state = {**result.state, "partition": partition}
         # A state too big for its changelog must stop the step before its outputs leave.
         ctx.check_put(states, mrn, state)
-        await ctx.emit(result.outputs)
+        await ctx.emit(result.outputs, embedded=embedded)
         await ctx.put(states, mrn, state, checked=True)
         for deadline in deadlines(state):
             timers.add(partition, deadline, mrn)
@@ -149,6 +156,10 @@ def build(ctx: StageContext) -> Any:
             await ctx.dead_letter(message, "key-mismatch", f"key must be the MRN {mrn!r}")
             return
         current, before = state_of(mrn)
+        embedded = None
+        if logical == "declaration.accepted":
+            # A forward in this step copies the declaration's bytes from the acceptance.
+            embedded = ctx.catalogue.last_field(message.value, "declaration", record["declaration"])
         if fused and logical == "declaration.accepted":
             result = accept_and_assess(current, record, config, ctx.reference)
             for out in result.outputs:
@@ -159,7 +170,7 @@ def build(ctx: StageContext) -> Any:
         if result.unknown_mrn:
             await ctx.dead_letter(message, "unknown-mrn", f"no accepted declaration {mrn}")
             return
-        await apply(mrn, message.partition, result, before)
+        await apply(mrn, message.partition, result, before, embedded)
 
     def forget_timers(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         timers.clear()  # rebuilt from the table on the next tick, for the new assignment

@@ -556,3 +556,22 @@ def test_only_a_last_record_field_is_copied(field_name: str) -> None:
     data = SCHEMAS.encode("clock.tick", native("clock.tick"))
     encoded = SCHEMAS.encode("declaration.accepted", accepted, Embedded(field_name, data, value))
     assert SCHEMAS.decode("declaration.accepted", encoded) == accepted
+
+
+# The decision stage forwards the acceptance's declaration: it cuts the bytes from the input.
+def test_the_last_field_of_a_message_is_cut_as_its_own_message() -> None:
+    accepted = native("declaration.accepted")
+    data = SCHEMAS.encode("declaration.accepted", accepted)
+    received = SCHEMAS.decode("declaration.accepted", data)
+    cut = SCHEMAS.last_field(data, "declaration", received["declaration"])
+    assert cut is not None and cut.value is received["declaration"]
+    assert SCHEMAS.decode("declaration.lodged", cut.data) == received["declaration"]
+    forwarded = {**native("cop.forwarded"), "declaration": received["declaration"]}
+    spliced = SCHEMAS.encode("cop.forwarded", forwarded, cut)
+    assert spliced == SCHEMAS.encode("cop.forwarded", forwarded)
+
+
+@pytest.mark.parametrize("field_name", ["mrn", "nowhere"])
+def test_only_a_last_record_field_is_cut(field_name: str) -> None:
+    data = SCHEMAS.encode("declaration.accepted", native("declaration.accepted"))
+    assert SCHEMAS.last_field(data, field_name, None) is None

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from streams.codec import catalogue
 from streams.config import ROOT
-from streams.decision import DecisionConfig, Step, step
+from streams.decision import DecisionConfig, Held, Step, settle, step
 from streams.jsonform import from_json, to_json
 from streams.topics import event_key
 
@@ -523,6 +523,15 @@ def test_the_state_keeps_the_declaration_smaller_than_its_json_form() -> None:
     kept = flow.state["declaration"]
     assert isinstance(kept, str)
     assert len(kept) < len(json.dumps(to_json(DECLARATION_SCHEMA, declaration("A")))) / 2
+
+
+def test_an_unsettled_acceptance_holds_its_declaration_until_settled() -> None:
+    logical, record = accepted("A")
+    held = step(None, logical, record, CONFIG, settled=False)
+    assert held.state is not None
+    assert isinstance(held.state["declaration"], Held)
+    assert held.state["declaration"].declaration is record["declaration"]
+    assert settle(held, CONFIG) == step(None, logical, record, CONFIG)
 
 
 def test_a_state_that_kept_the_json_form_still_forwards_its_declaration() -> None:

@@ -74,3 +74,13 @@ def test_a_second_acceptance_of_the_mrn_is_not_assessed() -> None:
     later = accept_and_assess(taken.state, second, CONFIG, REFERENCE)
     assert later.state is not None and later.state["acceptedEventId"] == first["eventId"]
     assert [out.logical for out in later.outputs] == []
+
+
+def test_the_forward_carries_the_acceptance_s_own_declaration_and_the_state_none() -> None:
+    # What lets the stage copy the declaration's bytes from the acceptance into the forward,
+    # and what spares it encoding the declaration for a state that drops it at once.
+    _, record = accepted()
+    fused = accept_and_assess(None, record, CONFIG, REFERENCE)
+    (forward,) = [out for out in fused.outputs if out.logical == "cop.forwarded"]
+    assert forward.record["declaration"] is record["declaration"]
+    assert fused.state is not None and fused.state["declaration"] is None
