@@ -131,6 +131,13 @@ class _InputReadOffsets(defaultdict[TP, int | None]):
         return offset if tp.topic.endswith("-changelog") else None
 
 
+def fetch_wait(app: Any) -> tuple[int, int] | None:
+    """The bytes a stage's fetch waits for and the most milliseconds the broker holds it
+    (`Settings.fetch_min_bytes`, `fetch_max_wait`), as `make_app` set them on the app."""
+    found: tuple[int, int] | None = app.__dict__.get("_cci_fetch_wait")
+    return found
+
+
 class BrokerStableOffsets(aiokafka_driver.AIOKafkaConsumerThread):
     """Asks the broker how far each changelog goes before Faust recovers a table from it.
 
@@ -143,6 +150,15 @@ class BrokerStableOffsets(aiokafka_driver.AIOKafkaConsumerThread):
 
     async def _highwaters(self, partitions: list[TP]) -> Any:
         return await self._ensure_consumer().end_offsets(partitions)
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        fetch = fetch_wait(self.app)
+        if fetch is not None:
+            # Faust passes aiokafka no fetch minimum (1 byte) and a fixed wait: set on the
+            # consumer before it starts, which is when it builds its fetcher from them.
+            consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = fetch
+        return consumer
 
 
 class LockedCommitConsumer(aiokafka_driver.Consumer):
@@ -627,6 +643,11 @@ def make_app(stage: str, settings: Settings) -> faust.App:
             # few large produce requests instead of one small request per input.
             "producer_linger": settings.commit_interval,
         },
+    )
+    # Read by the consumer thread when it builds its consumer (`BrokerStableOffsets`).
+    app.__dict__["_cci_fetch_wait"] = (
+        settings.fetch_min_bytes,
+        round(settings.fetch_max_wait * 1000),
     )
     _keep_input_buffers(app)
     return app

@@ -55,6 +55,18 @@ class Settings(BaseSettings):
         description="seconds after a stage has read all it was sent that it commits, without"
         " waiting for the commit interval; 0: at the commit interval only",
     )
+    fetch_min_bytes: int = Field(
+        default=1,
+        ge=1,
+        description="bytes of input a stage's fetch asks the broker to gather before it answers,"
+        " for at most fetch_max_wait; 1: answered as soon as there is any",
+    )
+    fetch_max_wait: float = Field(
+        default=1.5,
+        gt=0,
+        le=30,
+        description="seconds the broker may hold a stage's fetch while it gathers fetch_min_bytes",
+    )
     fused_assessment: bool = Field(
         default=False,
         description="risk and duties assessed by the decision stage, in the transaction that"

@@ -23,11 +23,15 @@ TUNINGS: Mapping[str, Mapping[str, str]] = {
     # against the default's two of six.
     "low-latency": {"CCI_PARTITIONS": "2", "CCI_COMMIT_INTERVAL": "0.1"},
     # Low-latency's settings, and one hop fewer: the decision stage assesses risk and duties
-    # as it takes in an acceptance, and the risk and duty stages do not run.
+    # as it takes in an acceptance, and the risk and duty stages do not run. Each fetch waits
+    # up to 20 ms for 64 KiB: fewer, fuller fetches cost the intake and the broker a fifth
+    # less CPU at 600/s, for a few milliseconds more latency per hop at a light load.
     "fused": {
         "CCI_PARTITIONS": "2",
         "CCI_COMMIT_INTERVAL": "0.1",
         "CCI_FUSED_ASSESSMENT": "true",
+        "CCI_FETCH_MIN_BYTES": "65536",
+        "CCI_FETCH_MAX_WAIT": "0.02",
     },
 }
 

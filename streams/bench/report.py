@@ -253,6 +253,12 @@ def settings_text(config: Mapping[str, Any]) -> str:
         f"{config['commit_interval']:g} s, "
         + (f"or {idle:g} s after the input runs dry" if idle else "idle commit off")
         + (", risk and duties assessed by the decision stage" if config.get("fused") else "")
+        + (
+            f", fetches wait up to {config['fetch_max_wait']:g} s for"
+            f" {config['fetch_min_bytes']} bytes"
+            if config.get("fetch_min_bytes", 1) > 1
+            else ""
+        )
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, cast
+
 from streams.app import make_app
 from streams.config import Settings
 from streams.faust_settings import client_settings
@@ -13,3 +16,22 @@ def test_a_stage_lingers_until_its_commit_and_other_apps_do_not() -> None:
     settings = Settings(namespace="ns", commit_interval=0.25, store="memory://")
     assert make_app("risk", settings).conf.producer_linger == 0.25
     assert client_settings(settings, "ns-bench-alo")["producer_linger"] == 0.005
+
+
+def _worker_consumer(settings: Settings) -> Any:
+    app = make_app("intake", settings)
+    thread = cast(Any, app.consumer)._new_consumer_thread()
+    return thread._create_worker_consumer(app.transport)
+
+
+def test_a_stage_s_fetches_wait_as_its_settings_say() -> None:
+    # A broker holds a fetch until it has the bytes asked for or the wait is over: the fewer
+    # the fetches, the less each worker and the broker spend per input (docs/capacity.md).
+    async def built() -> tuple[Any, Any]:
+        tuned = Settings(namespace="ns", fetch_min_bytes=65536, fetch_max_wait=0.02)
+        return _worker_consumer(tuned), _worker_consumer(Settings(namespace="ns"))
+
+    tuned, default = asyncio.run(built())
+    assert (tuned._fetch_min_bytes, tuned._fetch_max_wait_ms) == (65536, 20)
+    # Untuned, what Faust has always asked for: any byte, held up to 1.5 s.
+    assert (default._fetch_min_bytes, default._fetch_max_wait_ms) == (1, 1500)

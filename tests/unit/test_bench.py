@@ -21,6 +21,7 @@ from streams.bench.report import (
     micro_report,
     scaling_markdown,
     scaling_report,
+    settings_text,
     stages_markdown,
     stages_report,
     write,
@@ -588,3 +589,14 @@ def test_the_steps_wait_until_the_brokers_cpu_stops_falling() -> None:
     assert broker_settled([0.98, 0.70, 0.66])
     # Warm already: the second round costs as much as the first, or more.
     assert broker_settled([0.35, 0.38])
+
+
+def test_the_report_names_the_topology_and_the_fetch_wait_when_tuned() -> None:
+    base = {"partitions": 2, "commit_interval": 0.1, "idle_commit": 0}
+    assert settings_text(base) == (
+        "tuning default: 2 partitions per topic, commit every 0.1 s, idle commit off"
+    )
+    fused = {**base, "tuning": "fused", "fused": True, "fetch_min_bytes": 65536}
+    assert settings_text({**fused, "fetch_max_wait": 0.02}).endswith(
+        "risk and duties assessed by the decision stage, fetches wait up to 0.02 s for 65536 bytes"
+    )
