@@ -27,7 +27,8 @@ broker-status:
 	@bash $(KAFKA) status
 
 # A second, secure broker beside the plain one (127.0.0.1:9094, SASL/SCRAM over TLS, ACLs),
-# with the namespace's topics, its principals' SCRAM users and their ACLs (docs/operations.md).
+# with the namespace's topics, its principals' SCRAM users and their ACLs (docs/operations.md);
+# with CCI_FUSED_ASSESSMENT=true in the environment, those of the fused topology.
 SECURE_DIR := .local/kafka-secure
 broker-secure: setup
 	@KAFKA_SECURITY=sasl_ssl KAFKA_SECURE_DIR=$(SECURE_DIR) bash $(KAFKA) start
@@ -94,12 +95,14 @@ faults: setup
 dashboards: setup
 	$(BIN)/python -m streams.dashboards
 
-# The Kubernetes resources (deploy/k8s) from streams/k8s.py; commit the YAML.
+# The Kubernetes resources from streams/k8s.py, deploy/k8s for the four stages and
+# deploy/k8s/fused for the fused topology; commit the YAML.
 k8s: setup
 	$(BIN)/python -m streams.k8s
 
-# deploy/compose.yaml and its Prometheus targets from streams/compose.py (one worker service per
-# stage of streams/topics.py); commit them. The image it runs is the Dockerfile at the root.
+# deploy/compose.yaml, deploy/compose-fused.yaml (the fused topology) and their Prometheus targets
+# from streams/compose.py (one worker service per stage that runs, streams/topics.py); commit
+# them. The image they run is the Dockerfile at the root.
 compose: setup
 	$(BIN)/python -m streams.compose
 

@@ -1,9 +1,14 @@
-"""Who may do what on the cluster: each stage's principal and its ACLs, derived from the topic
-catalogue (`streams.topics.STAGES`) and the namespace, so that the stage's code and its rights
-cannot drift apart. One source of truth for the local secure broker (`cci acls --apply`) and
-for the cluster's own user definitions.
+"""Who may do what on the cluster: each stage's principal and its ACLs, derived from what the
+running stages read and write (`streams.topics.topology`) and the namespace, so that the stage's
+code and its rights cannot drift apart. One source of truth for the local secure broker (`cci
+acls --apply`) and for the cluster's own user definitions (`streams.k8s`).
 
-Principals, one per stage and namespace, plus one for the tools:
+The topology decides who holds which right. In the four stages (`STAGES`) the risk and duty
+stages write `risk.assessed` and `duties.assessed` and the decision stage reads them; in the
+fused topology (`Settings.fused_assessment`) the decision stage writes them and reads them no
+more, and the risk and duty stages, which do not run, have no principal at all.
+
+Principals, one per running stage and namespace, plus one for the tools:
 
 - `User:<namespace>-<stage>`, the stage's consumer group id (`group_id`), which is also Faust's
   app id: the prefix of its internal topics and of its transactional ids. It may
@@ -11,7 +16,7 @@ Principals, one per stage and namespace, plus one for the tools:
   - write (WRITE, DESCRIBE) the topics the stage writes and its own dead-letter topic;
   - use its consumer group (READ);
   - create, read and write Faust's own topics, by name: the changelogs of the stage's tables
-    (`changelog_topic`, declared in `STAGES`) and its leader topic
+    (`changelog_topic`, declared with the stage) and its leader topic
     (`<group>-__assignor-__leader`);
   - use the transactional ids `<group>-...` of its exactly-once producers
     (`<group>-<topic group>-<partition>`), a prefix since they follow the partitions.
@@ -22,7 +27,9 @@ Principals, one per stage and namespace, plus one for the tools:
   stage writes (lodged declarations, invalidation requests, the COP's presentations and risk
   results, control results, clock ticks); reads every event topic of the namespace and the
   dead letters, not the stages' table changelogs; uses the COP simulator's group and the
-  throw-away groups of `kafka_io.reader`.
+  throw-away groups of `kafka_io.reader`. The same in either topology: the namespace has the
+  same topics, and `cci tail dead-letter` reads the dead letters of all four stages, those a
+  namespace kept from before a change of topology included.
 - `User:admin` (the broker's super user) creates topics and users and sets these ACLs; a
   replay into a secured namespace, which writes the stages' topics, runs as admin too.
 
@@ -45,10 +52,12 @@ from streams.kafka_io import TOOL_GROUP_PREFIX
 from streams.topics import (
     EVENTS,
     STAGES,
+    Stage,
+    changelog_topic,
     dead_letter_topic,
     group_id,
-    stage_changelogs,
     topic_name,
+    topology,
 )
 
 ResourceType = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID"]
@@ -97,20 +106,36 @@ class Rule:
     operations: tuple[Operation, ...]
 
 
-def stage_user(namespace: str, stage: str) -> str:
+def _known(stage: str) -> str:
     if stage not in STAGES:
         raise KeyError(f"unknown stage {stage!r}; stages: {', '.join(sorted(STAGES))}")
-    return group_id(namespace, stage)
+    return stage
+
+
+def stage_user(namespace: str, stage: str) -> str:
+    return group_id(namespace, _known(stage))
 
 
 def tools_user(namespace: str) -> str:
     return f"{namespace}-{TOOLS}"
 
 
-def inbound_events() -> tuple[str, ...]:
-    """The events that come from outside the pipeline: no stage writes them."""
-    written = {logical for stage in STAGES.values() for logical in stage.writes}
+def inbound_events(fused_assessment: bool = False) -> tuple[str, ...]:
+    """The events that come from outside the pipeline: no running stage writes them."""
+    written = {logical for stage in topology(fused_assessment).values() for logical in stage.writes}
     return tuple(logical for logical in EVENTS if logical not in written)
+
+
+def running_stage(stage: str, fused_assessment: bool = False) -> Stage:
+    """What `stage` reads and writes in the topology chosen; KeyError for a stage that does not
+    run there, so that no right is ever derived for it."""
+    running = topology(fused_assessment)
+    if _known(stage) not in running:
+        raise KeyError(
+            f"stage {stage!r} does not run in the fused topology; stages: "
+            f"{', '.join(sorted(running))}"
+        )
+    return running[stage]
 
 
 def leader_topic(namespace: str, stage: str) -> str:
@@ -120,6 +145,7 @@ def leader_topic(namespace: str, stage: str) -> str:
 
 def event_topics(namespace: str) -> list[str]:
     """The topics of the events and the dead letters: what flows, without the stages' state."""
+    # Every stage's dead letters, whichever run: the namespace has them all (`all_topics`).
     return [
         *(topic_name(namespace, logical) for logical in EVENTS),
         *(dead_letter_topic(namespace, stage) for stage in STAGES),
@@ -136,9 +162,10 @@ def _grant(
     return [Acl(principal, resource_type, pattern_type, name, op) for op in operations]
 
 
-def stage_acls(namespace: str, stage: str) -> tuple[Acl, ...]:
-    """Everything the stage's worker needs, and nothing more (see the module docstring)."""
-    spec = STAGES[stage]
+def stage_acls(namespace: str, stage: str, fused_assessment: bool = False) -> tuple[Acl, ...]:
+    """Everything the stage's worker needs in the topology chosen, and nothing more (see the
+    module docstring)."""
+    spec = running_stage(stage, fused_assessment)
     user = f"User:{stage_user(namespace, stage)}"
     group = group_id(namespace, stage)
     acls: set[Acl] = set()
@@ -152,16 +179,17 @@ def stage_acls(namespace: str, stage: str) -> tuple[Acl, ...]:
     acls.update(_grant(user, "GROUP", group, ("READ",)))
     # Faust declares its topics at start-up: CREATE, though the admin creates the changelogs
     # with the namespace's topics (`all_topics`).
-    for topic in (*stage_changelogs(namespace, stage), leader_topic(namespace, stage)):
+    changelogs = (changelog_topic(namespace, stage, table) for table in spec.tables)
+    for topic in (*changelogs, leader_topic(namespace, stage)):
         acls.update(_grant(user, "TOPIC", topic, ("CREATE", "READ", "WRITE", "DESCRIBE")))
     acls.update(_grant(user, "TRANSACTIONAL_ID", f"{group}-", ("WRITE", "DESCRIBE"), "PREFIXED"))
     return tuple(sorted(acls))
 
 
-def tools_acls(namespace: str) -> tuple[Acl, ...]:
+def tools_acls(namespace: str, fused_assessment: bool = False) -> tuple[Acl, ...]:
     user = f"User:{tools_user(namespace)}"
     acls: set[Acl] = set()
-    for logical in inbound_events():
+    for logical in inbound_events(fused_assessment):
         acls.update(_grant(user, "TOPIC", topic_name(namespace, logical), ("WRITE",)))
     for topic in event_topics(namespace):
         acls.update(_grant(user, "TOPIC", topic, ("READ", "DESCRIBE")))
@@ -170,19 +198,24 @@ def tools_acls(namespace: str) -> tuple[Acl, ...]:
     return tuple(sorted(acls))
 
 
-def principals(namespace: str) -> list[Principal]:
-    """Every principal of the namespace, stages in name order, then the tools."""
+def principals(namespace: str, fused_assessment: bool = False) -> list[Principal]:
+    """Every principal of the namespace in the topology chosen: its running stages in name
+    order, then the tools."""
     return [
         *(
-            Principal(stage_user(namespace, stage), stage, stage_acls(namespace, stage))
-            for stage in sorted(STAGES)
+            Principal(
+                stage_user(namespace, stage),
+                stage,
+                stage_acls(namespace, stage, fused_assessment),
+            )
+            for stage in sorted(topology(fused_assessment))
         ),
-        Principal(tools_user(namespace), TOOLS, tools_acls(namespace)),
+        Principal(tools_user(namespace), TOOLS, tools_acls(namespace, fused_assessment)),
     ]
 
 
-def all_acls(namespace: str) -> list[Acl]:
-    return [acl for principal in principals(namespace) for acl in principal.acls]
+def all_acls(namespace: str, fused_assessment: bool = False) -> list[Acl]:
+    return [acl for p in principals(namespace, fused_assessment) for acl in p.acls]
 
 
 _OPERATION_ORDER: dict[str, int] = {"CREATE": 0, "READ": 1, "WRITE": 2, "DESCRIBE": 3}

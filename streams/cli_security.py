@@ -44,15 +44,16 @@ def acls(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Print each principal of the namespace with its ACLs, derived from the topic catalogue;
-    with --apply, create them on the cluster."""
+    """Print each principal of the namespace with its ACLs, derived from what the stages of the
+    topology read and write (CCI_FUSED_ASSESSMENT chooses it); with --apply, create them on the
+    cluster."""
     from streams.access import apply_acls, principals, rules, upsert_users, user_passwords
     from streams.cli import _broker_call, _require_broker, fail, load_settings
 
     if users_dir is not None and not apply:
         fail("--users-dir creates users on the cluster: add --apply")
     settings = load_settings(namespace)
-    found = principals(settings.namespace)
+    found = principals(settings.namespace, settings.fused_assessment)
     if as_json:
         typer.echo(
             json.dumps(
@@ -68,7 +69,9 @@ def acls(
             )
         )
     else:
-        table = Table(title=f"ACLs of namespace {settings.namespace} (ALLOW, any host)")
+        # Named in the title: the same namespace has other principals in the other topology.
+        shape = "fused topology" if settings.fused_assessment else "four stages"
+        table = Table(title=f"ACLs of namespace {settings.namespace}, {shape} (ALLOW, any host)")
         for column in ("principal", "resource", "pattern", "name", "operations"):
             table.add_column(column, no_wrap=True)
         for p in found:

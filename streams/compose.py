@@ -5,6 +5,15 @@
 hand edit. The files are committed; `make compose` regenerates them and
 `python -m streams.compose --check` (run by the unit tests) fails when they are stale.
 
+It also writes `deploy/compose-fused.yaml`, the pipeline in the fused topology
+(`Settings.fused_assessment`, docs/decisions.md, Topology; the stages of
+`streams.topics.topology(True)`), with its own targets. It is a whole file rather than an
+override of the first: Compose can add to a service in an override but cannot take one away, and
+a whole file is checked against the schema as `docker compose` reads it. It is its own Compose
+project (`cci-fused`), with its own broker volume: a topology is changed only on a new or drained
+namespace, and a four-stage project's risk and duty containers, left behind as orphans, would go
+on writing assessments beside the decision stage's.
+
 What is derived rather than written down a second time:
 - the Kafka image's tag is `kafka.version` of `deploy/local/pom.xml`, and the broker's settings
   are those of `deploy/local/server.properties.in` (only the listeners and paths differ), so the
@@ -27,17 +36,23 @@ from typing import Any
 import yaml
 
 from streams import generated
-from streams.topics import STAGES
+from streams.topics import STAGES, topology
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = "deploy/compose.yaml"
 TARGETS_FILE = "deploy/compose/prometheus-targets/cci.json"
+FUSED_COMPOSE_FILE = "deploy/compose-fused.yaml"
+# A directory of its own: Prometheus discovers every file of the directory mounted as its
+# targets, and a stage that does not run would be scraped as down and raise CciStageDown.
+FUSED_TARGETS_FILE = "deploy/compose/prometheus-targets-fused/cci.json"
 REGENERATE = "make compose"
 
 PROMETHEUS_IMAGE = "prom/prometheus:v3.7.0"
 GRAFANA_IMAGE = "grafana/grafana:12.2.1"
 
 NAMESPACE = "cci"
+PROJECT = "cci"
+FUSED_PROJECT = "cci-fused"
 WORKER_PORT = 6066  # the image's CCI_WEB_PORT; every worker has its own network address
 KAFKA_SERVICE = "kafka"
 KAFKA_PORT = 9092
@@ -98,7 +113,8 @@ def kafka_env_name(key: str) -> str:
 
 def host_port(stage: str) -> int:
     """The host port of `stage`'s worker: the port `cci worker --stage all` gives it
-    (`streams.worker.stage_port`), so URLs in the docs are the same either way."""
+    (`streams.worker.stage_port`), so URLs in the docs are the same either way. The same in
+    both topologies, as there."""
     return WORKER_PORT + sorted(STAGES).index(stage)
 
 
@@ -151,17 +167,22 @@ def _kafka(root: Path) -> dict[str, Any]:
     }
 
 
-def _cci(root: Path, command: list[str]) -> dict[str, Any]:
+def _cci(root: Path, command: list[str], fused: bool) -> dict[str, Any]:
     """A service of the worker image. Each gets its own dicts: one shared object would be
     written as a YAML anchor, which tools that edit compose files handle poorly."""
+    environment = {
+        "KAFKA_BOOTSTRAP": f"{KAFKA_SERVICE}:{KAFKA_PORT}",
+        "CCI_NAMESPACE": NAMESPACE,
+    }
+    if fused:
+        # Every process of the project, not only the stages: one setting for the whole
+        # deployment, as the Kubernetes ConfigMap gives it.
+        environment["CCI_FUSED_ASSESSMENT"] = "true"
     return {
         "image": cci_image(root),
         "build": {"context": "..", "dockerfile": "Dockerfile"},
         "command": command,
-        "environment": {
-            "KAFKA_BOOTSTRAP": f"{KAFKA_SERVICE}:{KAFKA_PORT}",
-            "CCI_NAMESPACE": NAMESPACE,
-        },
+        "environment": environment,
     }
 
 
@@ -174,16 +195,16 @@ def _after_topics() -> dict[str, Any]:
     }
 
 
-def _topics(root: Path) -> dict[str, Any]:
-    service = _cci(root, ["topics", "create"])
+def _topics(root: Path, fused: bool) -> dict[str, Any]:
+    service = _cci(root, ["topics", "create"], fused)
     service["depends_on"] = {KAFKA_SERVICE: {"condition": "service_healthy"}}
     # Creates what is missing and exits; run again on every `up`, it creates nothing.
     service["restart"] = "on-failure"
     return service
 
 
-def _worker(root: Path, stage: str) -> dict[str, Any]:
-    service = _cci(root, ["worker", "--stage", stage])
+def _worker(root: Path, stage: str, fused: bool) -> dict[str, Any]:
+    service = _cci(root, ["worker", "--stage", stage], fused)
     service["depends_on"] = _after_topics()
     service["ports"] = [f"127.0.0.1:{host_port(stage)}:{WORKER_PORT}"]
     # The table state survives a restart of the container; the worker itself discards it when
@@ -208,24 +229,25 @@ def _worker(root: Path, stage: str) -> dict[str, Any]:
     return service
 
 
-def _tool(root: Path, command: list[str]) -> dict[str, Any]:
-    service = _cci(root, command)
+def _tool(root: Path, command: list[str], fused: bool) -> dict[str, Any]:
+    service = _cci(root, command, fused)
     service["depends_on"] = _after_topics()
     service["restart"] = "unless-stopped"
     return service
 
 
-def services(root: Path = ROOT) -> dict[str, dict[str, Any]]:
+def services(root: Path = ROOT, fused: bool = False) -> dict[str, dict[str, Any]]:
     result: dict[str, dict[str, Any]] = {
         KAFKA_SERVICE: _kafka(root),
-        TOPICS_SERVICE: _topics(root),
+        TOPICS_SERVICE: _topics(root, fused),
     }
-    for stage in STAGES:
-        result[stage] = _worker(root, stage)
+    for stage in topology(fused):
+        result[stage] = _worker(root, stage, fused)
     # Event time (spec §8): without ticks no COP timeout nor lapse ever fires.
-    result["clock"] = _tool(root, ["clock", "--interval", "1s"])
+    result["clock"] = _tool(root, ["clock", "--interval", "1s"], fused)
     # The customs office of presentation: without it every forwarded declaration waits.
-    result["cop-simulator"] = _tool(root, ["simulate-cop"])
+    result["cop-simulator"] = _tool(root, ["simulate-cop"], fused)
+    targets_dir = Path(FUSED_TARGETS_FILE if fused else TARGETS_FILE).parent
     result["prometheus"] = {
         "image": PROMETHEUS_IMAGE,
         # The project's configuration as is; its relative paths (rules/, targets/) resolve
@@ -233,7 +255,7 @@ def services(root: Path = ROOT) -> dict[str, dict[str, Any]]:
         "volumes": [
             "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
             "./prometheus/rules:/etc/prometheus/rules:ro",
-            "./compose/prometheus-targets:/etc/prometheus/targets:ro",
+            f"./{targets_dir.relative_to('deploy').as_posix()}:/etc/prometheus/targets:ro",
         ],
         "ports": ["127.0.0.1:9090:9090"],
         "restart": "unless-stopped",
@@ -257,20 +279,21 @@ def services(root: Path = ROOT) -> dict[str, dict[str, Any]]:
     return result
 
 
-def compose(root: Path = ROOT) -> dict[str, Any]:
+def compose(root: Path = ROOT, fused: bool = False) -> dict[str, Any]:
+    stages = topology(fused)
     return {
-        "name": "cci",
-        "services": services(root),
-        "volumes": {name: {} for name in ["kafka-data", *(f"{s}-state" for s in STAGES)]},
+        "name": FUSED_PROJECT if fused else PROJECT,
+        "services": services(root, fused),
+        "volumes": {name: {} for name in ["kafka-data", *(f"{s}-state" for s in stages)]},
     }
 
 
-def targets() -> list[dict[str, Any]]:
+def targets(fused: bool = False) -> list[dict[str, Any]]:
     """The file-discovery targets of `deploy/prometheus/prometheus.yml` on the compose network,
-    with the labels `make run` gives its workers."""
+    with the labels `make run` gives its workers: the stages that run."""
     return [
         {
-            "targets": [f"{s}:{WORKER_PORT}" for s in STAGES],
+            "targets": [f"{s}:{WORKER_PORT}" for s in topology(fused)],
             "labels": {"namespace": NAMESPACE},
         }
     ]
@@ -280,16 +303,14 @@ _HEADER = """\
 # Generated by streams/compose.py from the stage catalogue (streams/topics.py): edit the code and
 # run `{regenerate}`, never this file; a unit test fails when it is stale.
 #
-# The whole pipeline on one machine: a KRaft Kafka broker, the topics, one worker per stage, the
-# clock, the simulated customs office of presentation, Prometheus with the project's alert rules
-# and Grafana with its dashboards.
+# {summary}
 #
-#   docker compose -f deploy/compose.yaml up --build -d
+#   docker compose -f {file} up --build -d
 #   .venv/bin/cci generate --count 100 | KAFKA_BOOTSTRAP=127.0.0.1:{host_kafka} \\
 #       .venv/bin/cci publish declaration.lodged -
 #   curl http://127.0.0.1:{decision_port}/declarations/<MRN>   # the decision worker's status query
 #   Prometheus http://127.0.0.1:9090, Grafana http://127.0.0.1:3000
-#   docker compose -f deploy/compose.yaml down -v   # -v: also forget every event and table
+#   docker compose -f {file} down -v   # -v: also forget every event and table
 #
 # Workers start once the broker answers and `topics` has created the namespace's topics.
 # Worker ports on the host: {ports}.
@@ -300,18 +321,40 @@ def _yaml(document: dict[str, Any]) -> str:
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100)
 
 
+_SUMMARY = """\
+The whole pipeline on one machine: a KRaft Kafka broker, the topics, one worker per stage, the
+clock, the simulated customs office of presentation, Prometheus with the project's alert rules
+and Grafana with its dashboards."""
+
+_FUSED_SUMMARY = f"""\
+The whole pipeline on one machine in the fused topology (CCI_FUSED_ASSESSMENT=true,
+docs/decisions.md, Topology): the decision stage assesses risk and duties itself, so only the
+intake and decision stages run. Otherwise as {COMPOSE_FILE}, but a separate project
+({FUSED_PROJECT}) with its own broker volume. Both use the same host ports: stop one before
+starting the other."""
+
+
+def _header(fused: bool) -> str:
+    stages = topology(fused)
+    summary = _FUSED_SUMMARY if fused else _SUMMARY
+    return _HEADER.format(
+        regenerate=REGENERATE,
+        summary=summary.replace("\n", "\n# "),
+        file=FUSED_COMPOSE_FILE if fused else COMPOSE_FILE,
+        host_kafka=HOST_KAFKA_PORT,
+        decision_port=host_port("decision") if "decision" in stages else WORKER_PORT,
+        ports=", ".join(f"{s} {host_port(s)}" for s in sorted(stages)),
+    )
+
+
 def render(root: Path = ROOT) -> dict[str, str]:
     """Path relative to the repository → text of every generated file, the same bytes for the
     same code and inputs."""
-    header = _HEADER.format(
-        regenerate=REGENERATE,
-        host_kafka=HOST_KAFKA_PORT,
-        decision_port=host_port("decision") if "decision" in STAGES else WORKER_PORT,
-        ports=", ".join(f"{s} {host_port(s)}" for s in sorted(STAGES)),
-    )
     return {
-        COMPOSE_FILE: header + "\n" + _yaml(compose(root)),
+        COMPOSE_FILE: _header(False) + "\n" + _yaml(compose(root)),
         TARGETS_FILE: json.dumps(targets(), indent=2) + "\n",
+        FUSED_COMPOSE_FILE: _header(True) + "\n" + _yaml(compose(root, fused=True)),
+        FUSED_TARGETS_FILE: json.dumps(targets(fused=True), indent=2) + "\n",
     }
 
 
@@ -322,7 +365,8 @@ def stale(root: Path = ROOT) -> list[str]:
 
 GENERATOR = generated.Generator(
     prog="python -m streams.compose",
-    description=f"Write {COMPOSE_FILE} and the Prometheus targets of the compose network.",
+    description=f"Write {COMPOSE_FILE}, {FUSED_COMPOSE_FILE} and the Prometheus targets of their"
+    " compose networks.",
     what="compose file",
     regenerate=REGENERATE,
     render=render,

@@ -19,6 +19,14 @@ What it describes, in one Kubernetes namespace named like the CCI namespace:
 
 `deploy/k8s/recette/` adds the simulated customs office of presentation (`cci simulate-cop`):
 it answers forwards with made-up COP results, so it belongs to test namespaces only.
+
+`deploy/k8s/fused/` is the same system in the fused topology (`Settings.fused_assessment`,
+docs/decisions.md, Topology), whole rather than an overlay of the four stages: the settings
+ConfigMap sets `CCI_FUSED_ASSESSMENT=true`, so the pods' configuration checksum differs too;
+there is no risk or duty stage and no KafkaUser for them; the decision stage's user may write the
+assessments and may no longer read them, and its scaling follows only the inputs it still reads.
+Whole files can be checked against the schemas as they are applied, which patches cannot.
+`deploy/k8s/fused/recette/` adds the COP simulator to it.
 """
 
 from __future__ import annotations
@@ -38,10 +46,11 @@ from streams import generated
 from streams.access import Principal, Rule, principals, rules, stage_user, tools_user
 from streams.config import ROOT, Settings
 from streams.reference import FILES as REFERENCE_FILES
-from streams.topics import STAGES, all_topics, group_id, topic_config, topic_name
+from streams.topics import all_topics, group_id, topic_config, topic_name, topology
 
 OUT_DIR = ROOT / "deploy" / "k8s"
 RECETTE = "recette"
+FUSED = "fused"
 REGENERATE = "make k8s"
 
 STRIMZI_API = "kafka.strimzi.io/v1beta2"
@@ -111,6 +120,9 @@ def _defaults() -> dict[str, Any]:
 def _env_value(value: Any) -> str:
     # Pydantic's JSON form is what its settings parser reads back: ISO 8601 for durations.
     dumped = TypeAdapter(type(value)).dump_python(value, mode="json")
+    if isinstance(dumped, bool):
+        # As the docs and the tunings spell it, rather than Python's `True`.
+        return "true" if dumped else "false"
     return str(dumped)
 
 
@@ -118,7 +130,7 @@ def bootstrap(namespace: str) -> str:
     return f"{CLUSTER}-{BOOTSTRAP_SUFFIX}.{namespace}.svc:{TLS_PORT}"
 
 
-def settings_env(namespace: str) -> dict[str, str]:
+def settings_env(namespace: str, fused_assessment: bool = False) -> dict[str, str]:
     """The environment every pod of the namespace shares (`Settings`, prefix `CCI_`)."""
     defaults = _defaults()
     shared = {
@@ -145,6 +157,9 @@ def settings_env(namespace: str) -> dict[str, str]:
         "reference_dir": REFERENCE_MOUNT,
         "state_dir": STATE_DIR,
     }
+    if fused_assessment:
+        # Only when set: the four stages' ConfigMap keeps the default by leaving it out.
+        in_cluster["fused_assessment"] = True
     env = {"KAFKA_BOOTSTRAP": bootstrap(namespace)}
     env.update(
         {f"CCI_{name.upper()}": _env_value(v) for name, v in {**shared, **in_cluster}.items()}
@@ -284,12 +299,12 @@ def kafka_user(namespace: str, principal: Principal) -> dict[str, Any]:
 # --- the workloads ------------------------------------------------------------------------
 
 
-def settings_config_map(namespace: str) -> dict[str, Any]:
+def settings_config_map(namespace: str, fused_assessment: bool = False) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(SETTINGS_CONFIG_MAP, namespace, labels=_labels("cci", "settings")),
-        "data": settings_env(namespace),
+        "data": settings_env(namespace, fused_assessment),
     }
 
 
@@ -430,9 +445,14 @@ def _deployment(
 
 
 def stage_resources(
-    namespace: str, stage: str, partitions: int, config_checksum: str
+    namespace: str,
+    stage: str,
+    partitions: int,
+    config_checksum: str,
+    fused_assessment: bool = False,
 ) -> list[dict[str, Any]]:
-    """A stage's Deployment, PodDisruptionBudget, and its scaling on consumer lag."""
+    """A stage's Deployment, PodDisruptionBudget, and its scaling on consumer lag, as the stage
+    runs in the topology chosen."""
     name = group_id(namespace, stage)
     user = stage_user(namespace, stage)
     labels = _labels("cci-worker", stage)
@@ -474,7 +494,9 @@ def stage_resources(
             "minReplicaCount": 1,
             # A worker beyond one per partition would get no partition and sit idle.
             "maxReplicaCount": partitions,
-            # One trigger per input topic: the group's busiest topic sets the scale.
+            # One trigger per input topic: the group's busiest topic sets the scale. Only the
+            # topics the group reads: on one it never commits offsets for, the whole topic would
+            # count as lag and hold the stage at its maximum.
             "triggers": [
                 {
                     "type": "kafka",
@@ -490,7 +512,7 @@ def stage_resources(
                         "tls": "enable",
                     },
                 }
-                for logical in STAGES[stage].reads
+                for logical in topology(fused_assessment)[stage].reads
             ],
         },
     }
@@ -593,29 +615,46 @@ def _validated_namespace(namespace: str) -> str:
     return namespace
 
 
-def render(
-    namespace: str = _defaults()["namespace"], reference_dir: Path | None = None
+def render_topology(
+    namespace: str = _defaults()["namespace"],
+    fused_assessment: bool = False,
+    reference_dir: Path | None = None,
 ) -> dict[str, str]:
-    """Relative file path → YAML text of every resource, the same bytes for the same code."""
+    """Path relative to the topology's own directory → YAML text of every resource of the
+    system in that topology, its recette addition included; the same bytes for the same code."""
     namespace = _validated_namespace(namespace)
     partitions: int = _defaults()["partitions"]
-    settings_map = settings_config_map(namespace)
+    settings_map = settings_config_map(namespace, fused_assessment)
     reference_map = reference_config_map(namespace, reference_dir or _defaults()["reference_dir"])
     checksum = _checksum(settings_map, reference_map)
+    users = principals(namespace, fused_assessment)
     base: dict[str, str] = {
         "kafka.yaml": dump(kafka(namespace)),
         "topics.yaml": dump(kafka_topics(namespace, partitions)),
-        "users.yaml": dump(kafka_user(namespace, p) for p in principals(namespace)),
+        "users.yaml": dump(kafka_user(namespace, p) for p in users),
         "config.yaml": dump([settings_map, reference_map]),
     }
-    for stage in sorted(STAGES):
-        base[f"stage-{stage}.yaml"] = dump(stage_resources(namespace, stage, partitions, checksum))
+    for stage in sorted(topology(fused_assessment)):
+        base[f"stage-{stage}.yaml"] = dump(
+            stage_resources(namespace, stage, partitions, checksum, fused_assessment)
+        )
     base["clock.yaml"] = dump([tool_deployment(namespace, "clock", ["cci", "clock"], checksum)])
     base["pod-monitor.yaml"] = dump([pod_monitor(namespace)])
     files = {**base, "kustomization.yaml": _kustomization(list(base))}
     simulator = tool_deployment(namespace, "cop-simulator", ["cci", "simulate-cop"], checksum)
     files[f"{RECETTE}/cop-simulator.yaml"] = dump([simulator])
     files[f"{RECETTE}/kustomization.yaml"] = _kustomization(["..", "cop-simulator.yaml"])
+    return dict(sorted(files.items()))
+
+
+def render(
+    namespace: str = _defaults()["namespace"], reference_dir: Path | None = None
+) -> dict[str, str]:
+    """Relative file path → YAML text of every resource of both topologies: the four stages at
+    the top, the fused topology under `fused/`."""
+    files = render_topology(namespace, False, reference_dir)
+    fused = render_topology(namespace, True, reference_dir)
+    files.update({f"{FUSED}/{name}": text for name, text in fused.items()})
     return dict(sorted(files.items()))
 
 

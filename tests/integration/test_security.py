@@ -6,7 +6,10 @@ wipes it at the end: it runs beside the plain broker of the other tests and touc
 of it. What it shows: a client without valid credentials is refused; a stage cannot write a
 topic it does not own; a real `cci worker` process does its work with its own principal's
 credentials, given through the environment and a password file, and neither the password nor
-a trader's name shows in its log, its metrics or its command line.
+a trader's name shows in its log, its metrics or its command line. In a second namespace of the
+same broker, given the fused topology's principals (`principals(..., fused_assessment=True)`):
+the decision stage may write the assessments and not read them, there is no risk or duty user,
+and the intake and a fused decision stage clear declarations on their own credentials.
 """
 
 from __future__ import annotations
@@ -14,28 +17,29 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from streams.access import apply_acls, principals, stage_user, tools_user, upsert_users
 from streams.access import user_passwords as make_passwords
 from streams.admin import ensure_topics
-from streams.codec import SchemaCatalogue
+from streams.codec import DecodeError, SchemaCatalogue
 from streams.config import ROOT, Settings
 from streams.generator import generate
 from streams.jsonform import from_json
-from streams.kafka_io import publish_records
+from streams.kafka_io import publish_records, read
 from streams.ports import free_port
 from streams.reference import load_reference
-from streams.topics import dead_letter_topic, topic_name
+from streams.topics import ASSESSMENTS, dead_letter_topic, group_id, topic_name
 from tests.integration.conftest import WorkerProcess, collect
 
 pytestmark = pytest.mark.integration
@@ -241,3 +245,145 @@ def test_a_worker_runs_on_its_own_credentials_and_shows_neither_secrets_nor_name
         assert password not in text
     for text in (log, metrics):
         assert not [n for n in names if n in text]
+
+
+# --- the fused topology -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def secure_fused(secure: SecureCluster) -> SecureCluster:
+    """A second namespace on the same broker, with the fused topology's users and ACLs. Its
+    principals are other users than the first namespace's, so the two topologies' rights do not
+    add up on one user."""
+    cluster = replace(
+        secure, namespace=f"secf-{uuid.uuid4().hex[:8]}", state_dir=secure.root / "state-fused"
+    )
+    admin_settings = cluster.settings("admin")
+    ensure_topics(admin_settings)
+    admin = AdminClient(dict(admin_settings.kafka_client()))
+    found = principals(cluster.namespace, fused_assessment=True)
+    upsert_users(admin, make_passwords(cluster.root / "users", [p.user for p in found]))
+    apply_acls(admin, [acl for p in found for acl in p.acls])
+    return cluster
+
+
+def test_the_fused_decision_writes_the_assessments_and_cannot_read_them(
+    secure_fused: SecureCluster,
+) -> None:
+    namespace = secure_fused.namespace
+    decision = secure_fused.settings(stage_user(namespace, "decision"))
+    assessments = [topic_name(namespace, logical) for logical in ASSESSMENTS]
+    client = Producer({**decision.kafka_client(), "enable.idempotence": False, "log_level": 0})
+    outcomes: dict[str, int | None] = {}
+
+    def delivered(error: KafkaError | None, message: Any) -> None:
+        outcomes[message.topic()] = None if error is None else error.code()
+
+    for topic in assessments:
+        client.produce(topic, key=b"k", value=b"v", on_delivery=delivered)
+    assert client.flush(30) == 0
+    assert outcomes == dict.fromkeys(assessments)
+
+    consumer = Consumer(
+        {
+            **decision.kafka_client(),
+            "group.id": group_id(namespace, "decision"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    consumer.subscribe(assessments)
+    codes: list[int] = []
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and KafkaError.TOPIC_AUTHORIZATION_FAILED not in codes:
+            message = consumer.poll(1.0)
+            if message is None:
+                continue
+            error = message.error()
+            assert error is not None, f"the fused decision read {message.topic()}"
+            codes.append(error.code())
+    finally:
+        consumer.close()
+    assert KafkaError.TOPIC_AUTHORIZATION_FAILED in codes, codes
+
+
+def test_the_fused_topology_has_no_risk_or_duty_user(secure_fused: SecureCluster) -> None:
+    for stage in ("risk", "duties"):
+        user = stage_user(secure_fused.namespace, stage)
+        assert not secure_fused.password_file(user).exists()
+        errors = refusal(
+            {
+                "bootstrap.servers": secure_fused.bootstrap,
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanisms": "SCRAM-SHA-512",
+                "sasl.username": user,
+                "sasl.password": "x",
+                "ssl.ca.location": str(secure_fused.cafile),
+            }
+        )
+        assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
+
+
+def decodable(
+    settings: Settings,
+    schemas: SchemaCatalogue,
+    logicals: list[str],
+    until: int,
+    timeout: float = 90.0,
+) -> dict[str, list[dict[str, Any]]]:
+    """As `collect`, leaving out what is not an event: the bytes the test of the decision's
+    rights wrote to the assessments' topics of the same namespace."""
+    names = {topic_name(settings.namespace, logical): logical for logical in logicals}
+    found: dict[str, list[dict[str, Any]]] = {logical: [] for logical in logicals}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = {logical: [] for logical in logicals}
+        for message in read(settings, list(names), idle_timeout=2.0):
+            try:
+                _, record = schemas.decode_any(message.value or b"")
+            except DecodeError:
+                continue
+            found[names[message.topic]].append(record)
+        if sum(len(v) for v in found.values()) >= until:
+            return found
+        time.sleep(1.0)
+    return found
+
+
+def test_the_fused_stages_clear_declarations_on_their_own_credentials(
+    secure_fused: SecureCluster, schemas: SchemaCatalogue, tmp_path: Path
+) -> None:
+    namespace = secure_fused.namespace
+    schema = schemas.latest("declaration.lodged").schema
+    lodged = [from_json(schema, d) for d in generate(3, 0.0, 41, load_reference())]
+    base = Settings(
+        bootstrap=secure_fused.bootstrap,
+        namespace=namespace,
+        partitions=2,
+        state_dir=tmp_path / "state",
+        fused_assessment=True,
+    )
+    workers = [
+        WorkerProcess(base, stage, tmp_path, env=secure_fused.env(stage_user(namespace, stage)))
+        for stage in ("intake", "decision")
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        tools = secure_fused.settings(tools_user(namespace))
+        publish_records(tools, schemas, "declaration.lodged", lodged)
+        wanted = ["declaration.accepted", *ASSESSMENTS]
+        found = decodable(tools, schemas, wanted, until=len(lodged) * len(wanted))
+    finally:
+        for worker in workers:
+            worker.stop()
+    mrns = {record["mrn"] for record in found["declaration.accepted"]}
+    assert len(mrns) == len(lodged)
+    for logical in ASSESSMENTS:
+        assert {record["mrn"] for record in found[logical]} == mrns, logical
+    for worker in workers:
+        log = worker.log_path.read_text(errors="replace")
+        assert f"Authenticated as {stage_user(namespace, worker.stage)}" in log
+        assert "AuthorizationFailed" not in log and "AUTHORIZATION_FAILED" not in log

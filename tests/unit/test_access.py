@@ -19,6 +19,7 @@ from streams.access import (
     leader_topic,
     principals,
     rules,
+    running_stage,
     stage_acls,
     stage_user,
     tools_acls,
@@ -28,6 +29,7 @@ from streams.access import (
 from streams.app import make_app
 from streams.config import Settings
 from streams.topics import (
+    ASSESSMENTS,
     EVENTS,
     STAGES,
     all_topics,
@@ -36,6 +38,7 @@ from streams.topics import (
     group_id,
     stage_changelogs,
     topic_name,
+    topology,
 )
 
 NS = "ns1"
@@ -222,3 +225,61 @@ def test_user_passwords_are_made_once_and_readable_by_their_owner_only(tmp_path:
     path = tmp_path / "users" / "ns1-intake.password"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert user_passwords(tmp_path / "users", ["ns1-intake", "ns1-tools"]) == first
+
+
+# --- the fused topology ---------------------------------------------------------------------
+
+FUSED = topology(True)
+
+
+def test_the_fused_topology_has_principals_for_the_stages_it_runs_only() -> None:
+    found = principals(NS, fused_assessment=True)
+    assert [p.role for p in found] == ["decision", "intake", "tools"]
+    users = {p.user for p in found}
+    assert stage_user(NS, "risk") not in users and stage_user(NS, "duties") not in users
+    principals_named = {a.principal for a in all_acls(NS, fused_assessment=True)}
+    assert principals_named == {f"User:{u}" for u in users}
+    for stage in ("risk", "duties"):
+        with pytest.raises(KeyError, match="does not run in the fused topology"):
+            stage_acls(NS, stage, fused_assessment=True)
+
+
+def test_the_fused_decision_writes_the_assessments_and_no_longer_reads_them() -> None:
+    acls = stage_acls(NS, "decision", fused_assessment=True)
+    assessments = {topic_name(NS, logical) for logical in ASSESSMENTS}
+    assert assessments <= literal_topics(acls, "WRITE")
+    assert not assessments & literal_topics(acls, "READ")
+    # The four stages' decision is the other way round.
+    split = stage_acls(NS, "decision")
+    assert assessments <= literal_topics(split, "READ")
+    assert not assessments & literal_topics(split, "WRITE")
+
+
+@pytest.mark.parametrize("stage", sorted(FUSED))
+def test_a_fused_stage_reads_and_writes_exactly_what_it_does_there(stage: str) -> None:
+    acls = stage_acls(NS, stage, fused_assessment=True)
+    spec = running_stage(stage, fused_assessment=True)
+    reads = {topic_name(NS, logical) for logical in spec.reads}
+    writes = {topic_name(NS, logical) for logical in spec.writes} | {dead_letter_topic(NS, stage)}
+    assert literal_topics(acls, "READ") == reads | internal(stage)
+    assert literal_topics(acls, "WRITE") == writes | internal(stage)
+    assert literal_topics(acls, "DESCRIBE") == reads | writes | internal(stage)
+    assert literal_topics(acls, "CREATE") == internal(stage)
+
+
+def test_the_intake_and_the_tools_have_the_same_rights_in_either_topology() -> None:
+    assert stage_acls(NS, "intake", fused_assessment=True) == stage_acls(NS, "intake")
+    assert inbound_events(fused_assessment=True) == inbound_events()
+    # The tools still read the risk and duty stages' dead letters: the topics remain.
+    assert tools_acls(NS, fused_assessment=True) == tools_acls(NS)
+
+
+def test_the_four_stage_acls_are_the_default() -> None:
+    assert principals(NS, fused_assessment=False) == principals(NS)
+    assert all_acls(NS, fused_assessment=False) == all_acls(NS)
+
+
+def test_an_unknown_stage_is_refused_as_unknown_in_either_topology() -> None:
+    for fused in (False, True):
+        with pytest.raises(KeyError, match="unknown stage"):
+            stage_acls(NS, "nope", fused_assessment=fused)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from streams.cli import main
+from streams.config import Settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -118,35 +119,47 @@ def test_a_worker_refuses_to_start_on_a_wrong_reference_file(
     assert "tariff.yaml" in err and "9503" in err and "'4,7'" in err
 
 
-@pytest.mark.parametrize(
-    ("stage", "env", "expected"),
-    [
-        ("risk", {}, "does not run with CCI_FUSED_ASSESSMENT"),
-        ("duties", {}, "does not run with CCI_FUSED_ASSESSMENT"),
-        (
-            "decision",
-            {
-                "CCI_SECURITY_PROTOCOL": "SASL_SSL",
-                "CCI_SASL_USERNAME": "u",
-                "CCI_SASL_PASSWORD": "p",
-            },
-            "PLAINTEXT",
-        ),
-    ],
-)
+SECURED = {"CCI_SECURITY_PROTOCOL": "SASL_SSL", "CCI_SASL_USERNAME": "u", "CCI_SASL_PASSWORD": "p"}
+
+
+@pytest.mark.parametrize("stage", ["risk", "duties"])
+@pytest.mark.parametrize("env", [{}, SECURED], ids=["plaintext", "sasl-ssl"])
 def test_a_worker_the_fused_topology_does_not_run_refuses_in_one_line(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     stage: str,
     env: dict[str, str],
-    expected: str,
 ) -> None:
     monkeypatch.setenv("CCI_FUSED_ASSESSMENT", "true")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     code, out, err = run(capsys, "worker", "--stage", stage)
     assert code == 2 and out == ""
-    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+    assert "does not run with CCI_FUSED_ASSESSMENT" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("stage", ["intake", "decision", "all"])
+def test_a_fused_worker_starts_on_a_secured_broker(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """The fused topology has its own ACLs (streams.access): a worker of it goes on to reach
+    the broker, which here is a stand-in that refuses, rather than refusing to start."""
+    import streams.cli
+
+    monkeypatch.setenv("CCI_FUSED_ASSESSMENT", "true")
+    for name, value in SECURED.items():
+        monkeypatch.setenv(name, value)
+    reached: list[str] = []
+
+    def no_broker(settings: Settings) -> None:
+        reached.append(settings.security_protocol)
+        streams.cli.fail("no broker in the unit tests")
+
+    monkeypatch.setattr(streams.cli, "_require_broker", no_broker)
+    code, out, err = run(capsys, "worker", "--stage", stage)
+    assert reached == ["SASL_SSL"]
+    assert (code, out) == (2, "") and "no broker in the unit tests" in err
 
 
 def test_assess_prints_the_risk_and_duties_of_one_declaration(

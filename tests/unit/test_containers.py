@@ -1,6 +1,7 @@
 """The container deliverables, checked offline: the Dockerfile passes hadolint and runs `cci` as a
-non-root user with the paths the settings expect; deploy/compose.yaml is what streams/compose.py
-renders, is valid under the Compose Specification schema, and runs and scrapes every stage after
+non-root user with the paths the settings expect; deploy/compose.yaml (the four stages) and
+deploy/compose-fused.yaml (the fused topology) are what streams/compose.py renders, are valid
+under the Compose Specification schema, and run and scrape every stage of their topology after
 the broker and the topics are ready. No Docker engine is involved."""
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import yaml
 
 from streams import compose
 from streams.config import Settings
-from streams.topics import STAGES
+from streams.topics import topology
 from streams.worker import stage_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,21 +32,25 @@ DEPLOY = ROOT / "deploy"
 SCHEMA = DEPLOY / "compose" / "compose-spec.json"
 
 
+FILES = {False: compose.COMPOSE_FILE, True: compose.FUSED_COMPOSE_FILE}
+TOPOLOGIES = pytest.mark.parametrize("fused", [False, True], ids=["four-stage", "fused"])
+
+
 @cache
-def compose_file() -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((ROOT / compose.COMPOSE_FILE).read_text("utf-8"))
+def compose_file(fused: bool = False) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / FILES[fused]).read_text("utf-8"))
     return document
 
 
-def services() -> dict[str, dict[str, Any]]:
-    result: dict[str, dict[str, Any]] = compose_file()["services"]
+def services(fused: bool = False) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = compose_file(fused)["services"]
     return result
 
 
-def cci_services() -> dict[str, dict[str, Any]]:
+def cci_services(fused: bool = False) -> dict[str, dict[str, Any]]:
     """The services that run the worker image."""
     image = compose.cci_image()
-    return {name: s for name, s in services().items() if s.get("image") == image}
+    return {name: s for name, s in services(fused).items() if s.get("image") == image}
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------
@@ -225,12 +230,14 @@ def test_compose_check_reports_a_stale_file(tmp_path: Path) -> None:
     assert compose.main([*root, "--check"]) == 1
 
 
-def test_the_compose_file_is_valid_under_the_compose_specification() -> None:
+@TOPOLOGIES
+def test_the_compose_file_is_valid_under_the_compose_specification(fused: bool) -> None:
     schema = json.loads(SCHEMA.read_text("utf-8"))
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
     errors = sorted(
-        validator_class(schema).iter_errors(compose_file()), key=lambda e: list(e.absolute_path)
+        validator_class(schema).iter_errors(compose_file(fused)),
+        key=lambda e: list(e.absolute_path),
     )
     assert not errors, "\n".join(
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors
@@ -250,9 +257,10 @@ def test_the_schema_rejects_what_compose_rejects() -> None:
 _GO_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
 
 
-def test_durations_are_ones_compose_parses() -> None:
+@TOPOLOGIES
+def test_durations_are_ones_compose_parses(fused: bool) -> None:
     """The schema types durations as strings; Compose parses them as Go durations."""
-    for name, service in services().items():
+    for name, service in services(fused).items():
         check = dict(service.get("healthcheck", {}))
         durations = {k: check[k] for k in ("interval", "timeout", "start_period") if k in check}
         if "stop_grace_period" in service:
@@ -261,19 +269,21 @@ def test_durations_are_ones_compose_parses() -> None:
             assert _GO_DURATION.fullmatch(value), f"{name}.{key}: {value!r}"
 
 
-def test_every_stage_has_a_worker_service() -> None:
-    runs = {tuple(s["command"]): name for name, s in cci_services().items()}
-    for stage in STAGES:
+@TOPOLOGIES
+def test_every_stage_has_a_worker_service(fused: bool) -> None:
+    runs = {tuple(s["command"]): name for name, s in cci_services(fused).items()}
+    for stage in topology(fused):
         assert ("worker", "--stage", stage) in runs, f"no service runs `cci worker --stage {stage}`"
     assert ("topics", "create") in runs
     assert ("clock", "--interval", "1s") in runs
     assert ("simulate-cop",) in runs
-    for service in cci_services().values():
+    for service in cci_services(fused).values():
         assert service["environment"]["KAFKA_BOOTSTRAP"] == "kafka:9092"
 
 
-def test_every_image_is_pinned() -> None:
-    for name, service in services().items():
+@TOPOLOGIES
+def test_every_image_is_pinned(fused: bool) -> None:
+    for name, service in services(fused).items():
         image = service["image"]
         repository, _, tag = image.rpartition(":")
         assert repository and "/" not in tag, f"{name}: {image} has no tag"
@@ -293,12 +303,13 @@ def test_the_broker_is_the_kafka_version_the_tests_run_on() -> None:
     assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
 
 
-def test_kafka_and_the_topics_are_ready_before_anything_uses_them() -> None:
-    kafka = services()["kafka"]
+@TOPOLOGIES
+def test_kafka_and_the_topics_are_ready_before_anything_uses_them(fused: bool) -> None:
+    kafka = services(fused)["kafka"]
     assert kafka["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL")
-    topics = services()["topics"]
+    topics = services(fused)["topics"]
     assert topics["depends_on"] == {"kafka": {"condition": "service_healthy"}}
-    for name, service in cci_services().items():
+    for name, service in cci_services(fused).items():
         if name == "topics":
             continue
         assert service["depends_on"]["kafka"] == {"condition": "service_healthy"}, name
@@ -307,9 +318,10 @@ def test_kafka_and_the_topics_are_ready_before_anything_uses_them() -> None:
         )
 
 
-def test_the_workers_are_probed_and_keep_their_state() -> None:
-    for stage in STAGES:
-        service = services()[stage]
+@TOPOLOGIES
+def test_the_workers_are_probed_and_keep_their_state(fused: bool) -> None:
+    for stage in topology(fused):
+        service = services(fused)[stage]
         probe = " ".join(service["healthcheck"]["test"])
         assert f"127.0.0.1:{compose.WORKER_PORT}/ready" in probe
         assert any(v.endswith(":/var/lib/cci") for v in service["volumes"])
@@ -330,8 +342,9 @@ def _mounts(service: dict[str, Any]) -> dict[str, Path]:
     return result
 
 
-def test_prometheus_scrapes_every_stage_with_the_project_rules() -> None:
-    prometheus = services()["prometheus"]
+@TOPOLOGIES
+def test_prometheus_scrapes_every_stage_with_the_project_rules(fused: bool) -> None:
+    prometheus = services(fused)["prometheus"]
     mounts = _mounts(prometheus)
     for host in mounts.values():
         assert host.exists(), f"{host} is mounted but does not exist"
@@ -357,14 +370,16 @@ def test_prometheus_scrapes_every_stage_with_the_project_rules() -> None:
             for path in host_files(pattern):
                 for group in json.loads(path.read_text("utf-8")):
                     scraped.update(group["targets"])
-    wanted = {f"{stage}:{compose.WORKER_PORT}" for stage in STAGES}
+    # Only the stages that run: one that does not would be scraped as down (CciStageDown).
+    wanted = {f"{stage}:{compose.WORKER_PORT}" for stage in topology(fused)}
     assert scraped == wanted
     for target in scraped:
-        assert target.split(":")[0] in services(), f"{target} is not a compose service"
+        assert target.split(":")[0] in services(fused), f"{target} is not a compose service"
 
 
-def test_grafana_gets_the_project_provisioning_and_dashboards() -> None:
-    mounts = _mounts(services()["grafana"])
+@TOPOLOGIES
+def test_grafana_gets_the_project_provisioning_and_dashboards(fused: bool) -> None:
+    mounts = _mounts(services(fused)["grafana"])
     assert mounts["/etc/grafana/provisioning"] == DEPLOY / "grafana" / "provisioning"
     board_dir = mounts["/var/lib/grafana/dashboards/cci"]
     assert sorted(p.name for p in board_dir.glob("*.json"))
@@ -376,4 +391,51 @@ def test_grafana_gets_the_project_provisioning_and_dashboards() -> None:
         (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml").read_text("utf-8")
     )
     assert source["datasources"][0]["url"] == "http://prometheus:9090"
-    assert "prometheus" in services()
+    assert "prometheus" in services(fused)
+
+
+# --- the fused topology -------------------------------------------------------------------------
+
+
+def test_the_fused_compose_file_runs_no_risk_or_duty_stage() -> None:
+    fused = compose_file(True)
+    for name in ("risk", "duties"):
+        assert name not in fused["services"] and f"{name}-state" not in fused["volumes"]
+        assert name in services()
+    workers = {s["command"][-1] for s in cci_services(True).values() if s["command"][0] == "worker"}
+    assert workers == {"intake", "decision"}
+
+
+def test_every_process_of_the_fused_file_and_none_of_the_other_is_told_the_topology() -> None:
+    for name, service in cci_services(True).items():
+        assert service["environment"]["CCI_FUSED_ASSESSMENT"] == "true", name
+    for name, service in cci_services().items():
+        assert "CCI_FUSED_ASSESSMENT" not in service["environment"], name
+
+
+def test_the_fused_file_is_its_own_project_with_its_own_broker_volume() -> None:
+    """A topology is changed only on a new or drained namespace, and four-stage risk and duty
+    containers left running beside a fused decision stage would write assessments twice."""
+    assert compose_file(True)["name"] != compose_file()["name"]
+    assert "kafka-data" in compose_file(True)["volumes"]
+    # The rest is the same: the broker and the monitoring do not depend on the topology.
+    for name in ("kafka", "grafana"):
+        assert services(True)[name] == services()[name], name
+
+
+def test_compose_check_reports_a_stale_fused_file(tmp_path: Path) -> None:
+    for name in ("pyproject.toml", "deploy/local/pom.xml", "deploy/local/server.properties.in"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    root = ["--root", str(tmp_path)]
+    assert compose.main(root) == 0
+    four_stage = (tmp_path / compose.COMPOSE_FILE).read_text("utf-8")
+    (tmp_path / compose.FUSED_COMPOSE_FILE).write_text(four_stage, "utf-8")
+    assert compose.stale(tmp_path) == [compose.FUSED_COMPOSE_FILE]
+    assert compose.main([*root, "--check"]) == 1
+    (tmp_path / compose.FUSED_TARGETS_FILE).unlink()
+    assert compose.stale(tmp_path) == sorted(
+        [compose.FUSED_COMPOSE_FILE, compose.FUSED_TARGETS_FILE]
+    )
+    assert compose.main(root) == 0
+    assert compose.main([*root, "--check"]) == 0

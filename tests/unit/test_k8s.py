@@ -1,7 +1,8 @@
 """The Kubernetes resources of deploy/k8s: committed files up to date with streams/k8s.py, valid
 against the schemas of Kubernetes and of the operators whose resources they are (offline:
 kubernetes-validate bundles the former, tests/fixtures/k8s-schemas vendors the latter), and
-faithful to the catalogue they are generated from."""
+faithful to the catalogue they are generated from, in both topologies: the four stages at the top
+of deploy/k8s, the fused one under deploy/k8s/fused."""
 
 from __future__ import annotations
 
@@ -20,7 +21,15 @@ import yaml
 from streams import access, k8s
 from streams.config import Settings
 from streams.reference import load_reference
-from streams.topics import STAGES, all_topics, group_id, topic_config, topic_name
+from streams.topics import (
+    ASSESSMENTS,
+    STAGES,
+    all_topics,
+    group_id,
+    topic_config,
+    topic_name,
+    topology,
+)
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 SCHEMAS = Path(__file__).resolve().parents[1] / "fixtures" / "k8s-schemas"
@@ -43,20 +52,24 @@ def committed() -> dict[str, list[dict[str, Any]]]:
     }
 
 
+TOPOLOGIES = pytest.mark.parametrize("fused", [False, True], ids=["four-stage", "fused"])
+
+
 @cache
-def rendered(namespace: str) -> dict[str, str]:
-    return k8s.render(namespace)
+def rendered(namespace: str, fused: bool = False) -> dict[str, str]:
+    """The files of one topology, relative to its own directory."""
+    return k8s.render_topology(namespace, fused)
 
 
-def resources(namespace: str = "cci") -> Iterator[dict[str, Any]]:
+def resources(namespace: str = "cci", fused: bool = False) -> Iterator[dict[str, Any]]:
     # Parsed anew each time: a test may change what it gets.
-    for name, text in rendered(namespace).items():
+    for name, text in rendered(namespace, fused).items():
         if not name.endswith("kustomization.yaml"):
             yield from yaml.safe_load_all(text)
 
 
-def by_kind(kind: str, namespace: str = "cci") -> dict[str, dict[str, Any]]:
-    return {r["metadata"]["name"]: r for r in resources(namespace) if r["kind"] == kind}
+def by_kind(kind: str, namespace: str = "cci", fused: bool = False) -> dict[str, dict[str, Any]]:
+    return {r["metadata"]["name"]: r for r in resources(namespace, fused) if r["kind"] == kind}
 
 
 def strict(schema: Any) -> Any:
@@ -177,9 +190,10 @@ def test_the_core_check_refuses_a_misspelt_field() -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
 
 
-def test_names_are_kubernetes_names() -> None:
+@TOPOLOGIES
+def test_names_are_kubernetes_names(fused: bool) -> None:
     seen: set[tuple[str, str]] = set()
-    for doc in resources():
+    for doc in resources(fused=fused):
         name = doc["metadata"]["name"]
         assert len(name) <= 253 and DNS_SUBDOMAIN.fullmatch(name), name
         assert (doc["kind"], name) not in seen, f"two {doc['kind']} named {name}"
@@ -206,10 +220,11 @@ def test_non_compacted_topics_keep_a_week() -> None:
     assert topic_config(False) == {"retention.ms": str(7 * 24 * 3600 * 1000)}
 
 
+@TOPOLOGIES
 @pytest.mark.parametrize("namespace", ["cci", "recette-7"])
-def test_each_kafka_user_has_exactly_the_acls_of_its_principal(namespace: str) -> None:
-    users = by_kind("KafkaUser", namespace)
-    principals = access.principals(namespace)
+def test_each_kafka_user_has_exactly_the_acls_of_its_principal(namespace: str, fused: bool) -> None:
+    users = by_kind("KafkaUser", namespace, fused)
+    principals = access.principals(namespace, fused)
     assert set(users) == {p.user for p in principals}
     types = {v: k for k, v in k8s._RESOURCE_TYPES.items()}
     patterns = {v: k for k, v in k8s._PATTERN_TYPES.items()}
@@ -238,10 +253,11 @@ def container(deployment: dict[str, Any]) -> dict[str, Any]:
     return dict(only)
 
 
-def test_every_stage_runs_as_its_own_principal_with_probes_on_its_port() -> None:
-    deployments = by_kind("Deployment")
+@TOPOLOGIES
+def test_every_stage_runs_as_its_own_principal_with_probes_on_its_port(fused: bool) -> None:
+    deployments = by_kind("Deployment", fused=fused)
     port = Settings().web_port
-    for stage in STAGES:
+    for stage in topology(fused):
         deployment = deployments[group_id("cci", stage)]
         c = container(deployment)
         assert c["command"] == ["cci", "worker", "--stage", stage]
@@ -262,7 +278,8 @@ def test_every_stage_runs_as_its_own_principal_with_probes_on_its_port() -> None
         assert c["resources"]["requests"] and c["resources"]["limits"]
         # The new worker joins before the old one leaves: never a stage without a worker.
         assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    assert set(by_kind("PodDisruptionBudget")) == {group_id("cci", s) for s in STAGES}
+    budgets = by_kind("PodDisruptionBudget", fused=fused)
+    assert set(budgets) == {group_id("cci", s) for s in topology(fused)}
 
 
 def test_the_probed_pages_exist_on_a_worker() -> None:
@@ -272,11 +289,15 @@ def test_the_probed_pages_exist_on_a_worker() -> None:
         assert f'@app.page("{path}")' in source
 
 
-def test_each_stage_scales_on_the_lag_of_its_group_up_to_one_worker_per_partition() -> None:
-    scaled = by_kind("ScaledObject")
-    auths = by_kind("TriggerAuthentication")
-    assert set(scaled) == {group_id("cci", s) for s in STAGES}
-    for stage, spec in STAGES.items():
+@TOPOLOGIES
+def test_each_stage_scales_on_the_lag_of_its_group_up_to_one_worker_per_partition(
+    fused: bool,
+) -> None:
+    scaled = by_kind("ScaledObject", fused=fused)
+    auths = by_kind("TriggerAuthentication", fused=fused)
+    assert set(scaled) == {group_id("cci", s) for s in topology(fused)}
+    assert set(auths) == set(scaled)
+    for stage, spec in topology(fused).items():
         obj = scaled[group_id("cci", stage)]
         assert obj["spec"]["maxReplicaCount"] == Settings().partitions
         assert obj["spec"]["scaleTargetRef"] == {"name": group_id("cci", stage)}
@@ -291,11 +312,15 @@ def test_each_stage_scales_on_the_lag_of_its_group_up_to_one_worker_per_partitio
         assert "autoscaling.keda.sh/paused-replicas" not in obj["metadata"].get("annotations", {})
 
 
+@TOPOLOGIES
 def test_the_settings_config_map_is_what_a_worker_reads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fused: bool
 ) -> None:
+    monkeypatch.delenv("CCI_FUSED_ASSESSMENT", raising=False)
     [settings_map] = [
-        r for r in by_kind("ConfigMap").values() if r["metadata"]["name"] == "cci-settings"
+        r
+        for r in by_kind("ConfigMap", fused=fused).values()
+        if r["metadata"]["name"] == "cci-settings"
     ]
     password = tmp_path / "password"
     password.write_text("not-a-real-one\n", "utf-8")
@@ -304,6 +329,7 @@ def test_the_settings_config_map_is_what_a_worker_reads(
     monkeypatch.setenv("CCI_SASL_PASSWORD_FILE", str(password))
     monkeypatch.setenv("CCI_SASL_USERNAME", "cci-intake")
     settings = Settings()
+    assert settings.fused_assessment is fused
     assert settings.security_protocol == "SASL_SSL"
     assert settings.bootstrap == f"{k8s.CLUSTER}-kafka-bootstrap.cci.svc:9093"
     assert settings.replication == k8s.REPLICAS
@@ -324,9 +350,10 @@ def test_the_reference_config_map_loads_as_the_workers_reference_data(tmp_path: 
     assert load_reference(tmp_path).checksums == load_reference().checksums
 
 
-def test_credentials_are_only_referenced() -> None:
+@TOPOLOGIES
+def test_credentials_are_only_referenced(fused: bool) -> None:
     # Strimzi writes the passwords into the users' Secrets; the pods read them as files.
-    for doc in resources():
+    for doc in resources(fused=fused):
         assert doc["kind"] != "Secret"
         if doc["kind"] == "ConfigMap":
             assert "CCI_SASL_PASSWORD" not in doc["data"]
@@ -334,8 +361,11 @@ def test_credentials_are_only_referenced() -> None:
             assert "CCI_SASL_PASSWORD" not in {e["name"] for e in container(doc)["env"]}
 
 
-def test_the_tools_run_as_the_tools_principal_and_the_simulator_only_in_recette() -> None:
-    files = rendered("cci")
+@TOPOLOGIES
+def test_the_tools_run_as_the_tools_principal_and_the_simulator_only_in_recette(
+    fused: bool,
+) -> None:
+    files = rendered("cci", fused)
     [clock] = yaml.safe_load_all(files["clock.yaml"])
     [simulator] = yaml.safe_load_all(files["recette/cop-simulator.yaml"])
     assert container(clock)["command"] == ["cci", "clock"]
@@ -355,16 +385,17 @@ def test_the_tools_commands_exist() -> None:
     assert {"worker", "clock", "simulate-cop"} <= names
 
 
-def test_the_pod_monitor_scrapes_the_stage_workers_as_job_cci() -> None:
-    [monitor] = by_kind("PodMonitor").values()
+@TOPOLOGIES
+def test_the_pod_monitor_scrapes_the_stage_workers_as_job_cci(fused: bool) -> None:
+    [monitor] = by_kind("PodMonitor", fused=fused).values()
     selector = monitor["spec"]["selector"]["matchLabels"]
     [endpoint] = monitor["spec"]["podMetricsEndpoints"]
     scraped = [
         d
-        for d in by_kind("Deployment").values()
+        for d in by_kind("Deployment", fused=fused).values()
         if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
     ]
-    assert {container(d)["command"][-1] for d in scraped} == set(STAGES)
+    assert {container(d)["command"][-1] for d in scraped} == set(topology(fused))
     for deployment in scraped:
         assert endpoint["port"] in {p["name"] for p in container(deployment)["ports"]}
     assert endpoint["path"] == "/metrics"
@@ -382,3 +413,106 @@ def test_dns_name_spells_any_topic_as_a_kubernetes_name() -> None:
 def test_a_namespace_kubernetes_cannot_name_is_refused(namespace: str) -> None:
     with pytest.raises(ValueError, match="namespace"):
         k8s.render(namespace)
+
+
+# --- the fused topology -------------------------------------------------------------------
+
+
+def test_the_fused_topology_is_its_own_directory_of_the_committed_files() -> None:
+    """Under deploy/k8s/fused, so that the staleness and schema tests above, which read every
+    committed file, check it as they check the four stages."""
+    whole = k8s.render()
+    assert {n: t for n, t in whole.items() if not n.startswith("fused/")} == rendered("cci")
+    assert {n.removeprefix("fused/"): t for n, t in whole.items() if n.startswith("fused/")} == (
+        rendered("cci", True)
+    )
+    files = committed()
+    assert {f"fused/{n}" for n in rendered("cci", True)} <= set(files)
+    [fused] = files["fused/kustomization.yaml"]
+    top = {n.removeprefix("fused/") for n in files if n.count("/") == 1 and n.startswith("fused/")}
+    top.discard("kustomization.yaml")
+    assert set(fused["resources"]) == top and len(fused["resources"]) == len(top)
+    [recette] = files["fused/recette/kustomization.yaml"]
+    assert recette["resources"] == ["..", "cop-simulator.yaml"]
+    # The four stages' kustomization does not take in the fused files.
+    [base] = files["kustomization.yaml"]
+    assert not [r for r in base["resources"] if r.startswith("fused")]
+
+
+def test_the_fused_topology_runs_no_risk_or_duty_stage() -> None:
+    assert not {"stage-risk.yaml", "stage-duties.yaml"} & set(rendered("cci", True))
+    gone = {group_id("cci", "risk"), group_id("cci", "duties")}
+    for kind in ("Deployment", "PodDisruptionBudget", "ScaledObject", "TriggerAuthentication"):
+        assert not gone & set(by_kind(kind, fused=True)), kind
+        assert gone <= set(by_kind(kind)), kind
+    commands = {
+        tuple(container(d)["command"])
+        for name, text in rendered("cci", True).items()
+        if not name.startswith("recette/")
+        for d in yaml.safe_load_all(text)
+        if d["kind"] == "Deployment"
+    }
+    assert commands == {
+        ("cci", "worker", "--stage", "intake"),
+        ("cci", "worker", "--stage", "decision"),
+        ("cci", "clock"),
+    }
+
+
+def test_the_fused_settings_choose_the_fused_topology_and_roll_the_pods() -> None:
+    def settings_map(fused: bool) -> dict[str, str]:
+        data: dict[str, str] = by_kind("ConfigMap", fused=fused)["cci-settings"]["data"]
+        return data
+
+    assert settings_map(True)["CCI_FUSED_ASSESSMENT"] == "true"
+    assert "CCI_FUSED_ASSESSMENT" not in settings_map(False)
+    assert {k: v for k, v in settings_map(True).items() if k != "CCI_FUSED_ASSESSMENT"} == (
+        settings_map(False)
+    )
+
+    def checksums(fused: bool) -> set[str]:
+        return {
+            d["spec"]["template"]["metadata"]["annotations"]["cci/config-checksum"]
+            for d in by_kind("Deployment", fused=fused).values()
+        }
+
+    # A pod of one topology must not look configured like a pod of the other.
+    assert len(checksums(True)) == len(checksums(False)) == 1
+    assert checksums(True) != checksums(False)
+
+
+def test_the_fused_users_let_the_decision_write_the_assessments_and_not_read_them() -> None:
+    users = by_kind("KafkaUser", fused=True)
+    assert set(users) == {"cci-decision", "cci-intake", "cci-tools"}
+    rights = {
+        acl["resource"]["name"]: acl["operations"]
+        for acl in users["cci-decision"]["spec"]["authorization"]["acls"]
+    }
+    for logical in ASSESSMENTS:
+        assert rights[topic_name("cci", logical)] == ["Write", "Describe"], logical
+    # The intake and the tools are the same users as in the four stages.
+    for user in ("cci-intake", "cci-tools"):
+        assert users[user] == by_kind("KafkaUser")[user]
+
+
+def test_the_fused_decision_scales_on_the_inputs_it_still_reads() -> None:
+    scaled = by_kind("ScaledObject", fused=True)[group_id("cci", "decision")]
+    topics = {t["metadata"]["topic"] for t in scaled["spec"]["triggers"]}
+    assert topics == {topic_name("cci", r) for r in topology(True)["decision"].reads}
+    assert not topics & {topic_name("cci", a) for a in ASSESSMENTS}
+
+
+def test_check_names_a_stale_fused_file_and_one_the_fused_topology_does_not_make(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert k8s.main(["--out", str(tmp_path)]) == 0
+    assert (tmp_path / "fused" / "users.yaml").is_file()
+    assert not (tmp_path / "fused" / "stage-risk.yaml").exists()
+    (tmp_path / "fused" / "users.yaml").write_text(rendered("cci")["users.yaml"], "utf-8")
+    (tmp_path / "fused" / "stage-risk.yaml").write_text(rendered("cci")["stage-risk.yaml"])
+    assert k8s.main(["--check", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "fused/users.yaml" in err and "fused/stage-risk.yaml" in err and "make k8s" in err
+    assert k8s.main(["--out", str(tmp_path)]) == 0
+    assert not (tmp_path / "fused" / "stage-risk.yaml").exists()
+    assert k8s.main(["--check", "--out", str(tmp_path)]) == 0

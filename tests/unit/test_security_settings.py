@@ -33,6 +33,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "CCI_SASL_PASSWORD",
         "CCI_SASL_PASSWORD_FILE",
         "CCI_SSL_CAFILE",
+        "CCI_FUSED_ASSESSMENT",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -164,6 +165,24 @@ def test_cci_acls_lists_every_principal(capsys: pytest.CaptureFixture[str]) -> N
     ]
     assert main(["acls", "--namespace", "ns1"]) == 0
     assert "User:ns1-intake" in capsys.readouterr().out
+
+
+def test_cci_acls_follows_the_topology_of_the_settings(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CCI_FUSED_ASSESSMENT", "true")
+    assert main(["acls", "--namespace", "ns1", "--json"]) == 0
+    listed = {p["user"]: p for p in json.loads(capsys.readouterr().out)}
+    assert list(listed) == ["ns1-decision", "ns1-intake", "ns1-tools"]
+    assessed = {
+        tuple(rule["operations"])
+        for rule in listed["ns1-decision"]["acls"]
+        if rule["resource_name"] in ("ns1.risk.assessed", "ns1.duties.assessed")
+    }
+    assert assessed == {("WRITE", "DESCRIBE")}
+    assert main(["acls", "--namespace", "ns1"]) == 0
+    shown = capsys.readouterr().out
+    assert "fused topology" in shown and "User:ns1-risk" not in shown
 
 
 def test_cci_acls_creates_users_only_when_applying(
