@@ -32,11 +32,11 @@ from confluent_kafka.admin import AdminClient
 from streams.access import apply_acls, principals, stage_user, tools_user, upsert_users
 from streams.access import user_passwords as make_passwords
 from streams.admin import ensure_topics
-from streams.codec import DecodeError, SchemaCatalogue
+from streams.codec import SchemaCatalogue
 from streams.config import ROOT, Settings
 from streams.generator import generate
 from streams.jsonform import from_json
-from streams.kafka_io import publish_records, read
+from streams.kafka_io import publish_records
 from streams.ports import free_port
 from streams.reference import load_reference
 from streams.topics import ASSESSMENTS, dead_letter_topic, group_id, topic_name
@@ -326,32 +326,6 @@ def test_the_fused_topology_has_no_risk_or_duty_user(secure_fused: SecureCluster
         assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors
 
 
-def decodable(
-    settings: Settings,
-    schemas: SchemaCatalogue,
-    logicals: list[str],
-    until: int,
-    timeout: float = 90.0,
-) -> dict[str, list[dict[str, Any]]]:
-    """As `collect`, leaving out what is not an event: the bytes the test of the decision's
-    rights wrote to the assessments' topics of the same namespace."""
-    names = {topic_name(settings.namespace, logical): logical for logical in logicals}
-    found: dict[str, list[dict[str, Any]]] = {logical: [] for logical in logicals}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = {logical: [] for logical in logicals}
-        for message in read(settings, list(names), idle_timeout=2.0):
-            try:
-                _, record = schemas.decode_any(message.value or b"")
-            except DecodeError:
-                continue
-            found[names[message.topic]].append(record)
-        if sum(len(v) for v in found.values()) >= until:
-            return found
-        time.sleep(1.0)
-    return found
-
-
 def test_the_fused_stages_clear_declarations_on_their_own_credentials(
     secure_fused: SecureCluster, schemas: SchemaCatalogue, tmp_path: Path
 ) -> None:
@@ -375,7 +349,7 @@ def test_the_fused_stages_clear_declarations_on_their_own_credentials(
         tools = secure_fused.settings(tools_user(namespace))
         publish_records(tools, schemas, "declaration.lodged", lodged)
         wanted = ["declaration.accepted", *ASSESSMENTS]
-        found = decodable(tools, schemas, wanted, until=len(lodged) * len(wanted))
+        found = collect(tools, schemas, wanted, until=len(lodged) * len(wanted), events_only=True)
     finally:
         for worker in workers:
             worker.stop()
