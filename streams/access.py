@@ -53,9 +53,9 @@ from streams.topics import (
     EVENTS,
     STAGES,
     Stage,
-    changelog_topic,
     dead_letter_topic,
     group_id,
+    stage_changelogs,
     topic_name,
     topology,
 )
@@ -179,8 +179,7 @@ def stage_acls(namespace: str, stage: str, fused_assessment: bool = False) -> tu
     acls.update(_grant(user, "GROUP", group, ("READ",)))
     # Faust declares its topics at start-up: CREATE, though the admin creates the changelogs
     # with the namespace's topics (`all_topics`).
-    changelogs = (changelog_topic(namespace, stage, table) for table in spec.tables)
-    for topic in (*changelogs, leader_topic(namespace, stage)):
+    for topic in (*stage_changelogs(namespace, stage), leader_topic(namespace, stage)):
         acls.update(_grant(user, "TOPIC", topic, ("CREATE", "READ", "WRITE", "DESCRIBE")))
     acls.update(_grant(user, "TRANSACTIONAL_ID", f"{group}-", ("WRITE", "DESCRIBE"), "PREFIXED"))
     return tuple(sorted(acls))

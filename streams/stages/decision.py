@@ -156,10 +156,6 @@ def build(ctx: StageContext) -> Any:
             await ctx.dead_letter(message, "key-mismatch", f"key must be the MRN {mrn!r}")
             return
         current, before = state_of(mrn)
-        embedded = None
-        if logical == "declaration.accepted":
-            # A forward in this step copies the declaration's bytes from the acceptance.
-            embedded = ctx.catalogue.last_field(message.value, "declaration", record["declaration"])
         if fused and logical == "declaration.accepted":
             result = accept_and_assess(current, record, config, ctx.reference)
             for out in result.outputs:
@@ -170,6 +166,13 @@ def build(ctx: StageContext) -> Any:
         if result.unknown_mrn:
             await ctx.dead_letter(message, "unknown-mrn", f"no accepted declaration {mrn}")
             return
+        embedded = None
+        if logical == "declaration.accepted" and any(
+            out.logical == "cop.forwarded" for out in result.outputs
+        ):
+            # The forward copies the declaration's bytes from the acceptance, cut only when
+            # this step forwards: always in the fused topology, seldom in the four stages.
+            embedded = ctx.catalogue.last_field(message.value, "declaration", record["declaration"])
         await apply(mrn, message.partition, result, before, embedded)
 
     def forget_timers(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
