@@ -43,7 +43,6 @@ from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
-from faust.utils import json as faust_json
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.broker_health import BrokerProbe
@@ -53,7 +52,13 @@ from streams.events import Output, dead_letter, fit_original
 from streams.faust_settings import client_settings
 from streams.metrics import PartitionLag, StageMetrics
 from streams.reference import ReferenceData, load_reference
-from streams.table_writes import pending_changelog, send_pending
+from streams.table_writes import (
+    TableWrite,
+    pending_changelog,
+    send_pending,
+    store,
+    table_write,
+)
 from streams.topics import DEAD_LETTER, dead_letter_topic, group_id, topic_name, topology
 
 log = logging.getLogger(__name__)
@@ -519,30 +524,26 @@ class StageContext:
                 f"{what}: {size} bytes, more than the {self.max_message_size} a message may have"
             )
 
-    def check_put(self, table: Any, key: str, value: Any) -> None:
-        """Raise OutputTooLarge when `put(table, key, value)` would: a stage that emits before
-        it writes its state calls this first, so that nothing is sent when the write fails."""
-        self._fit(
-            f"{table.name} record",
-            faust_json.dumps(key).encode(),
-            faust_json.dumps(value).encode(),
-        )
+    def table_write(self, table: Any, key: str, value: Any) -> TableWrite:
+        """`table[key] = value`, serialised once and checked to fit its changelog; OutputTooLarge
+        otherwise. A stage that emits before it writes its state calls this first, so that
+        nothing is sent when the write cannot be made."""
+        write = table_write(table, key, value)
+        self._fit(f"{table.name} record", write.key_bytes, write.value_bytes)
+        return write
 
-    async def put(self, table: Any, key: str, value: Any, *, checked: bool = False) -> None:
-        """`table[key] = value`, with the changelog record sent in this input's transaction,
-        just before it commits, rather than left to Faust's background buffer (see the module
-        docstring and `streams.table_writes`). `checked`: the caller has passed `check_put`
-        for this very value already (the size check serialises it: once is enough)."""
-        if not checked:
-            self.check_put(table, key, value)
+    async def put(self, write: TableWrite) -> None:
+        """Make `write`, with its changelog record sent in this input's transaction, just before
+        it commits, rather than left to Faust's background buffer (see the module docstring and
+        `streams.table_writes`)."""
         if not self.app.in_transaction:  # at-least-once (unit tests): Faust's own path is right
-            table[key] = value
+            write.table[write.key] = write.value
             return
         event = current_event()
         assert event is not None, "tables are written while processing an input"
-        table.data[key] = value
+        store(write)
         # Sent by the commit, once per key: see streams.table_writes.
-        pending_changelog(self.app).add(table, event.message.partition, key, value)
+        pending_changelog(self.app).add(write, event.message.partition)
 
     async def emit(
         self, outputs: Iterable[Output], headers: Any = None, embedded: Embedded | None = None

@@ -85,9 +85,9 @@ def build(ctx: StageContext) -> Any:
         # table after a rebalance.
         state = {**result.state, "partition": partition}
         # A state too big for its changelog must stop the step before its outputs leave.
-        ctx.check_put(states, mrn, state)
+        write = ctx.table_write(states, mrn, state)
         await ctx.emit(result.outputs, embedded=embedded)
-        await ctx.put(states, mrn, state, checked=True)
+        await ctx.put(write)
         for deadline in deadlines(state):
             timers.add(partition, deadline, mrn)
         observe(state, before, result)

@@ -57,13 +57,13 @@ def build(ctx: StageContext) -> Any:
             log.info("redelivered event %s ignored", record["eventId"])
             return
         # A state too big for its changelog must stop the lodging before its outputs leave.
-        ctx.check_put(declarations, key, result.state)
+        write = ctx.table_write(declarations, key, result.state)
         # The acceptance carries the lodged declaration as it came: its bytes are reused.
         await ctx.emit(result.outputs, embedded=Embedded("declaration", message.value, record))
         count(result.outputs)
-        await ctx.put(declarations, key, result.state, checked=True)
+        await ctx.put(write)
         if result.sequence_used:
-            await ctx.put(sequences, partition_key, sequence + 1)
+            await ctx.put(ctx.table_write(sequences, partition_key, sequence + 1))
 
     @ctx.app.agent(ctx.source(SOURCE), name=f"{ctx.app.conf.id}-agent")
     async def intake(stream: Any) -> None:

@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 from fastavro import parse_schema, schemaless_writer
-from faust.utils import json as faust_json
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -48,6 +47,7 @@ from streams.jsonform import from_json
 from streams.lodging import MAX_REPORTED_ERRORS, lodge
 from streams.reference import load_reference
 from streams.risk import assess_risk
+from streams.table_writes import table_write
 from streams.topics import STAGES, event_key, topic_name
 from streams.validation import validate
 
@@ -313,12 +313,13 @@ def inbound(logical: str, data: bytes) -> dict[str, Any] | Ending:
 def carried(outputs: list[Output], state: tuple[str, Any] | None = None) -> list[bytes] | None:
     """The outputs as a stage sends them, or None when one of them or the state the stage
     writes with them exceeds a message (the input then becomes an `output-too-large` dead
-    letter and nothing else, `StageContext.emit` and `check_put`)."""
+    letter and nothing else, `StageContext.emit` and `table_write`)."""
     encoded = [SCHEMAS.encode(o.logical, o.record) for o in outputs]  # must never fail
     sizes = [message_size(o.key, value) for o, value in zip(outputs, encoded, strict=True)]
     if state is not None:
         key, value = state
-        sizes.append(message_size(faust_json.dumps(key).encode(), faust_json.dumps(value).encode()))
+        write = table_write(None, key, value)
+        sizes.append(message_size(write.key_bytes, write.value_bytes))
     return None if any(size > MAX_MESSAGE for size in sizes) else encoded
 
 
@@ -429,7 +430,7 @@ class Decision:
             assert not result.outputs
             return Ending("decided", "nothing")
         state = {**result.state, "partition": 0}
-        json.loads(faust_json.dumps(state))  # the table keeps it as JSON
+        json.loads(table_write(None, state["mrn"], state).value_bytes)
         if carried(result.outputs, (state["mrn"], state)) is None:
             return Ending("dead-letter", "output-too-large")
         if logical != "clock.tick" and record["mrn"] != (self.state or state)["mrn"]:

@@ -1,59 +1,136 @@
-"""Changelog records held until the commit: one per key, its last value, nothing lost or left."""
+"""Table writes: serialised once, stored as those bytes, and their changelog records held until
+the commit: one per key, its last value, nothing lost or left."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from types import SimpleNamespace
 from typing import Any
+from unittest.mock import MagicMock
 
-from streams.table_writes import PendingChangelog, pending_changelog, send_pending
+from faust.stores.base import SerializedStore
+
+from streams.table_writes import (
+    PendingChangelog,
+    TableWrite,
+    pending_changelog,
+    send_pending,
+    store,
+    table_write,
+)
 
 
-class Changelog:
+class Transactions:
+    """What `send_pending` uses of Faust's transaction manager: `send`, which answers with the
+    producer's future of the record's metadata."""
+
     def __init__(self) -> None:
-        self.sent: list[tuple[Any, Any, int]] = []
+        self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        self.futures: list[asyncio.Future[Any]] = []
 
-    async def send(self, *, key: Any, value: Any, partition: int, callback: Any) -> None:
-        assert callback is not None
-        self.sent.append((key, value, partition))
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> asyncio.Future[Any]:
+        self.sent.append((topic, key, value, partition))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        return future
 
 
-def table(name: str) -> Any:
-    return SimpleNamespace(name=name, changelog_topic=Changelog(), _on_changelog_sent=object())
+class Table:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: f"{name}-changelog")
+        self.persisted: list[Any] = []
+        self.data: Any = {}
+
+    def _on_changelog_sent(self, sent: asyncio.Future[Any]) -> None:
+        self.persisted.append(sent.result())
 
 
-def test_each_key_keeps_its_last_value_in_first_write_order() -> None:
+def write(table: Any, key: Any, value: Any) -> TableWrite:
+    return table_write(table, key, value)
+
+
+def test_a_write_is_serialised_once_as_the_tables_json() -> None:
+    states = Table("states")
+    made = write(states, "25FR0000000000001", {"state": "ACCEPTED", "history": [["ACCEPTED", 1]]})
+    assert json.loads(made.key_bytes) == "25FR0000000000001"
+    assert json.loads(made.value_bytes) == {"state": "ACCEPTED", "history": [["ACCEPTED", 1]]}
+    assert made.table is states
+
+
+def test_each_key_keeps_its_last_write_in_first_write_order() -> None:
     pending = PendingChangelog()
-    sequences, declarations = table("sequences"), table("declarations")
-    pending.add(sequences, 3, "3", 1)
-    pending.add(declarations, 3, "EORI/A", {"mrn": "M1"})
-    pending.add(sequences, 3, "3", 2)
-    pending.add(sequences, 4, "4", 1)
+    sequences, declarations = Table("sequences"), Table("declarations")
+    pending.add(write(sequences, "3", 1), 3)
+    pending.add(write(declarations, "EORI/A", {"mrn": "M1"}), 3)
+    pending.add(write(sequences, "3", 2), 3)
+    pending.add(write(sequences, "4", 1), 4)
     assert len(pending) == 3
-    assert pending.take() == [
-        (sequences, 3, "3", 2),
-        (declarations, 3, "EORI/A", {"mrn": "M1"}),
-        (sequences, 4, "4", 1),
+    assert [(w.table.name, p, w.key, w.value) for w, p in pending.take()] == [
+        ("sequences", 3, "3", 2),
+        ("declarations", 3, "EORI/A", {"mrn": "M1"}),
+        ("sequences", 4, "4", 1),
     ]
     assert len(pending) == 0 and pending.take() == []
 
 
 def test_the_same_key_on_two_partitions_is_two_records() -> None:
     pending = PendingChangelog()
-    states = table("states")
-    pending.add(states, 0, "k", "a")
-    pending.add(states, 1, "k", "b")
-    assert [(p, v) for _, p, _, v in pending.take()] == [(0, "a"), (1, "b")]
+    states = Table("states")
+    pending.add(write(states, "k", "a"), 0)
+    pending.add(write(states, "k", "b"), 1)
+    assert [(p, w.value) for w, p in pending.take()] == [(0, "a"), (1, "b")]
 
 
-def test_sending_empties_the_pending_records_into_each_tables_changelog() -> None:
-    app = SimpleNamespace()
-    sequences, declarations = table("sequences"), table("declarations")
+def test_sending_puts_the_written_bytes_into_each_changelog_and_records_what_was_persisted() -> (
+    None
+):
+    transactions = Transactions()
+    app = SimpleNamespace(consumer=SimpleNamespace(transactions=transactions))
+    sequences, declarations = Table("sequences"), Table("declarations")
+    writes = []
     for n in range(1, 41):  # forty acceptances on one partition: one sequence record
-        pending_changelog(app).add(sequences, 2, "2", n)
-        pending_changelog(app).add(declarations, 2, f"EORI/{n}", {"mrn": f"M{n}"})
-    assert asyncio.run(send_pending(app)) == 41
-    assert sequences.changelog_topic.sent == [("2", 40, 2)]
-    assert len(declarations.changelog_topic.sent) == 40
+        pending_changelog(app).add(write(sequences, "2", n), 2)
+        writes.append(write(declarations, f"EORI/{n}", {"mrn": f"M{n}"}))
+        pending_changelog(app).add(writes[-1], 2)
+
+    async def send_and_acknowledge() -> int:
+        count = await send_pending(app)
+        for offset, future in enumerate(transactions.futures):
+            if offset == 1:
+                future.set_exception(RuntimeError("not acknowledged"))
+            else:
+                future.set_result(("metadata", offset))
+        await asyncio.sleep(0)  # the done callbacks run
+        return count
+
+    assert asyncio.run(send_and_acknowledge()) == 41
+    assert transactions.sent[0] == ("sequences-changelog", b'"2"', b"40", 2)
+    assert transactions.sent[1:] == [
+        ("declarations-changelog", w.key_bytes, w.value_bytes, 2) for w in writes
+    ]
+    # A record the broker did not acknowledge is not recorded as persisted: its transaction
+    # fails to commit.
+    assert sequences.persisted == [("metadata", 0)]
+    assert declarations.persisted == [("metadata", n) for n in range(2, 41)]
     assert asyncio.run(send_pending(app)) == 0
     assert pending_changelog(app) is pending_changelog(app)
+
+
+def test_a_serialising_store_gets_the_bytes_and_the_memory_store_the_value() -> None:
+    rocks, memory = Table("rocks"), Table("memory")
+    rocks.data = MagicMock(spec=SerializedStore)  # as RocksDB's store is
+    made = write(rocks, "k", {"a": 1})
+    store(made)
+    rocks.data._set.assert_called_once_with(made.key_bytes, made.value_bytes)
+    store(write(memory, "k", {"a": 1}))
+    assert memory.data == {"k": {"a": 1}}
