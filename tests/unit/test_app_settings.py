@@ -35,3 +35,44 @@ def test_a_stage_s_fetches_wait_as_its_settings_say() -> None:
     assert (tuned._fetch_min_bytes, tuned._fetch_max_wait_ms) == (65536, 20)
     # Untuned, what Faust has always asked for: any byte, held up to 1.5 s.
     assert (default._fetch_min_bytes, default._fetch_max_wait_ms) == (1, 1500)
+
+
+class Transaction:
+    """A transactional producer that takes a round trip for each request of a commit."""
+
+    def __init__(self, name: str, log: list[tuple[str, str]]) -> None:
+        self.name, self.log = name, log
+
+    async def _request(self, what: str) -> None:
+        self.log.append((what, self.name))
+        await asyncio.sleep(0.01)
+
+    async def send_offsets_to_transaction(self, offsets: Any, group_id: str) -> None:
+        await self._request(f"offsets {dict(offsets)} for {group_id}")
+
+    async def commit_transaction(self) -> None:
+        await self._request("end")
+
+    async def begin_transaction(self) -> None:
+        self.log.append(("begin", self.name))
+
+
+def test_a_commit_ends_the_transactions_of_its_partitions_at_once() -> None:
+    # Each input partition has its own transaction; ended one after the other, a commit held
+    # the stage's inputs back for the round trips of every one of them.
+    log: list[tuple[str, str]] = []
+
+    async def commit() -> None:
+        app = make_app("decision", Settings(namespace="ns", store="memory://"))
+        producer = cast(Any, app.producer)
+        producer._transaction_producers = {t: Transaction(t, log) for t in ("t-0", "t-1")}
+        producer._trn_locks = {t: asyncio.Lock() for t in ("t-0", "t-1")}
+        await producer.commit_transactions({"t-0": {"tp0": 5}, "t-1": {"tp1": 7}}, "group")
+
+    asyncio.run(commit())
+    assert log[:2] == [
+        ("offsets {'tp0': 5} for group", "t-0"),
+        ("offsets {'tp1': 7} for group", "t-1"),
+    ]
+    assert log[2:4] == [("end", "t-0"), ("end", "t-1")]
+    assert sorted(log[4:]) == [("begin", "t-0"), ("begin", "t-1")]
