@@ -3,7 +3,9 @@ acceptance and assesses it for risk and duties at once, as the risk and duty sta
 
 The two assessments are the very events those stages write, applied to the MRN's state in a
 fixed order, acceptance then risk then duties, as if they had arrived on their topics one
-after the other; the outputs of all three steps leave in the acceptance's transaction.
+after the other; the outputs of all three steps leave in the acceptance's transaction. The
+acceptance is one input, so it has one `declaration.status`, the last step's, whose history
+holds every state the three steps went through (docs/decisions.md, Decision, status).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from streams.events import Output, assessment
 from streams.reference import ReferenceData
 from streams.risk import assess_risk
 
+STATUS = "declaration.status"
 # What an assessing stage, or the fused step, runs on an accepted declaration.
 Assess = Callable[[Mapping[str, Any], ReferenceData], Mapping[str, Any]]
 # In the order the fused step applies them.
@@ -49,4 +52,12 @@ def accept_and_assess(
         if applied.state is not None:
             current = applied.state
             outputs.extend(applied.outputs)
-    return settle(Step(current, outputs), config)
+    return settle(Step(current, last_status_only(outputs)), config)
+
+
+def last_status_only(outputs: list[Output]) -> list[Output]:
+    """`outputs` without every `declaration.status` but the last, which carries the history of
+    the others; a compacted status topic keeps only the last one of an MRN anyway."""
+    statuses = [i for i, out in enumerate(outputs) if out.logical == STATUS]
+    dropped = set(statuses[:-1])
+    return [out for i, out in enumerate(outputs) if i not in dropped]

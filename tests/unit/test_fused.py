@@ -42,7 +42,17 @@ def test_an_acceptance_is_assessed_and_forwarded_as_the_four_stages_would() -> N
     state, outputs = in_four_stages(record)
     assert fused.state == state
     assert state is not None and state["state"] == "FORWARDED"
-    assert sorted(fused.outputs, key=repr) == sorted(outputs, key=repr)
+    # One input, one status: the four stages' last, whose history has the other two's states.
+    statuses = [out for out in outputs if out.logical == "declaration.status"]
+    assert [s.record["state"] for s in statuses] == ["ACCEPTED", "RISK_ASSESSED", "FORWARDED"]
+    assert [out for out in fused.outputs if out.logical == "declaration.status"] == statuses[-1:]
+    assert [h["state"] for h in statuses[-1].record["history"]] == [
+        "ACCEPTED",
+        "RISK_ASSESSED",
+        "FORWARDED",
+    ]
+    others = [out for out in outputs if out.logical != "declaration.status"]
+    assert sorted(fused.outputs, key=repr) == sorted([*others, statuses[-1]], key=repr)
     logicals = [out.logical for out in fused.outputs]
     assert logicals.count("risk.assessed") == logicals.count("duties.assessed") == 1
     assert logicals.count("cop.forwarded") == 1
