@@ -51,6 +51,7 @@ from streams.config import Settings
 from streams.events import Output, dead_letter, fit_original
 from streams.faust_settings import client_settings
 from streams.metrics import PartitionLag, StageMetrics
+from streams.partitioner import partition_by_key
 from streams.reference import ReferenceData, load_reference
 from streams.table_writes import (
     TableWrite,
@@ -686,6 +687,7 @@ def make_app(stage: str, settings: Settings) -> faust.App:
             # lingering until then costs no latency and sends a transaction's outputs in a
             # few large produce requests instead of one small request per input.
             "producer_linger": settings.commit_interval,
+            "producer_partitioner": partition_by_key,
         },
     )
     # Read by the consumer thread when it builds its consumer (`BrokerStableOffsets`).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -146,11 +147,19 @@ class StageMetrics:
         )
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
+        self._handled: dict[tuple[str, str], Any] = {}
+        self._processing: Any = None
 
     def handled(self, topic: str, outcome: str, seconds: float | None = None) -> None:
-        self.inputs.labels(self.stage, topic, outcome).inc()
+        # Once per input: the labelled series are looked up once each, not per call.
+        counter = self._handled.get((topic, outcome))
+        if counter is None:
+            counter = self._handled[topic, outcome] = self.inputs.labels(self.stage, topic, outcome)
+        counter.inc()
         if seconds is not None:
-            self.processing.labels(self.stage).observe(seconds)
+            if self._processing is None:
+                self._processing = self.processing.labels(self.stage)
+            self._processing.observe(seconds)
 
     def failed(self, error: BaseException) -> None:
         self.errors.labels(self.stage, type(error).__name__).inc()
