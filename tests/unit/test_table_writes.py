@@ -13,7 +13,6 @@ from faust.stores.base import SerializedStore
 
 from streams.table_writes import (
     PendingChangelog,
-    TableWrite,
     pending_changelog,
     send_pending,
     store,
@@ -55,13 +54,11 @@ class Table:
         self.persisted.append(sent.result())
 
 
-def write(table: Any, key: Any, value: Any) -> TableWrite:
-    return table_write(table, key, value)
-
-
 def test_a_write_is_serialised_once_as_the_tables_json() -> None:
     states = Table("states")
-    made = write(states, "25FR0000000000001", {"state": "ACCEPTED", "history": [["ACCEPTED", 1]]})
+    made = table_write(
+        states, "25FR0000000000001", {"state": "ACCEPTED", "history": [["ACCEPTED", 1]]}
+    )
     assert json.loads(made.key_bytes) == "25FR0000000000001"
     assert json.loads(made.value_bytes) == {"state": "ACCEPTED", "history": [["ACCEPTED", 1]]}
     assert made.table is states
@@ -70,10 +67,10 @@ def test_a_write_is_serialised_once_as_the_tables_json() -> None:
 def test_each_key_keeps_its_last_write_in_first_write_order() -> None:
     pending = PendingChangelog()
     sequences, declarations = Table("sequences"), Table("declarations")
-    pending.add(write(sequences, "3", 1), 3)
-    pending.add(write(declarations, "EORI/A", {"mrn": "M1"}), 3)
-    pending.add(write(sequences, "3", 2), 3)
-    pending.add(write(sequences, "4", 1), 4)
+    pending.add(table_write(sequences, "3", 1), 3)
+    pending.add(table_write(declarations, "EORI/A", {"mrn": "M1"}), 3)
+    pending.add(table_write(sequences, "3", 2), 3)
+    pending.add(table_write(sequences, "4", 1), 4)
     assert len(pending) == 3
     assert [(w.table.name, p, w.key, w.value) for w, p in pending.take()] == [
         ("sequences", 3, "3", 2),
@@ -86,8 +83,8 @@ def test_each_key_keeps_its_last_write_in_first_write_order() -> None:
 def test_the_same_key_on_two_partitions_is_two_records() -> None:
     pending = PendingChangelog()
     states = Table("states")
-    pending.add(write(states, "k", "a"), 0)
-    pending.add(write(states, "k", "b"), 1)
+    pending.add(table_write(states, "k", "a"), 0)
+    pending.add(table_write(states, "k", "b"), 1)
     assert [(p, w.value) for w, p in pending.take()] == [(0, "a"), (1, "b")]
 
 
@@ -99,8 +96,8 @@ def test_sending_puts_the_written_bytes_into_each_changelog_and_records_what_was
     sequences, declarations = Table("sequences"), Table("declarations")
     writes = []
     for n in range(1, 41):  # forty acceptances on one partition: one sequence record
-        pending_changelog(app).add(write(sequences, "2", n), 2)
-        writes.append(write(declarations, f"EORI/{n}", {"mrn": f"M{n}"}))
+        pending_changelog(app).add(table_write(sequences, "2", n), 2)
+        writes.append(table_write(declarations, f"EORI/{n}", {"mrn": f"M{n}"}))
         pending_changelog(app).add(writes[-1], 2)
 
     async def send_and_acknowledge() -> int:
@@ -129,8 +126,8 @@ def test_sending_puts_the_written_bytes_into_each_changelog_and_records_what_was
 def test_a_serialising_store_gets_the_bytes_and_the_memory_store_the_value() -> None:
     rocks, memory = Table("rocks"), Table("memory")
     rocks.data = MagicMock(spec=SerializedStore)  # as RocksDB's store is
-    made = write(rocks, "k", {"a": 1})
+    made = table_write(rocks, "k", {"a": 1})
     store(made)
     rocks.data._set.assert_called_once_with(made.key_bytes, made.value_bytes)
-    store(write(memory, "k", {"a": 1}))
+    store(table_write(memory, "k", {"a": 1}))
     assert memory.data == {"k": {"a": 1}}
