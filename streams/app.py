@@ -43,11 +43,13 @@ from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
+from mode.services import WaitResults
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.broker_health import BrokerProbe
 from streams.codec import DecodeError, Embedded, SchemaCatalogue, catalogue, check_event_id
 from streams.config import Settings
+from streams.eager import start_eagerly
 from streams.events import Output, dead_letter, fit_original
 from streams.faust_settings import client_settings
 from streams.metrics import PartitionLag, StageMetrics
@@ -227,6 +229,19 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
 
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return BrokerStableOffsets(self, loop=self.loop, beacon=self.beacon)
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> WaitResults:
+        """The consumer's only race: Faust's fetcher delivers each message to the streams as
+        `wait_first(delivery, suspend_flow.wait())`. The delivery runs eagerly
+        (`streams.eager`) and races the suspension only if it has to wait."""
+        if timeout is None and len(coros) == 2 and asyncio.iscoroutine(coros[0]):
+            rest = start_eagerly(coros[0])
+            if rest is None:
+                if asyncio.iscoroutine(coros[1]):
+                    coros[1].close()  # the wait for a suspension, never started
+                return WaitResults([coros[0]], [None], False)
+            coros = (rest, coros[1])
+        return await super().wait_first(*coros, timeout=timeout)
 
     def processed_until(self, tp: TP) -> int | None:
         """The offset of the next input of `tp` to process, once the worker has been seeked

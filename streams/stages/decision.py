@@ -22,6 +22,7 @@ from streams.app import StageContext, failure
 from streams.codec import Embedded
 from streams.decision import STATES, DecisionConfig, Step, deadlines, instant, millis, step
 from streams.fused import accept_and_assess
+from streams.table_writes import table_read
 from streams.timers import TimerIndex
 from streams.topics import topic_name, topology
 
@@ -105,7 +106,7 @@ def build(ctx: StageContext) -> Any:
         metrics.timers.set(timers.pending())
 
     def state_of(mrn: str) -> tuple[dict[str, Any] | None, str | None]:
-        current = states.get(mrn)
+        current = table_read(states, mrn)
         return current, (current or {}).get("state")
 
     def rebuild() -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from streams.app import StageContext
 from streams.codec import Embedded
 from streams.lodging import lodge
+from streams.table_writes import table_read
 from streams.topics import event_key
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,14 @@ def build(ctx: StageContext) -> Any:
             return
         key = expected.decode()
         partition_key = str(message.partition)
-        sequence = sequences.get(partition_key) or 0
+        sequence = table_read(sequences, partition_key) or 0
         result = lodge(
-            record, declarations.get(key), sequence, message.partition, ctx.reference, country
+            record,
+            table_read(declarations, key),
+            sequence,
+            message.partition,
+            ctx.reference,
+            country,
         )
         if result.state is None:
             log.info("redelivered event %s ignored", record["eventId"])

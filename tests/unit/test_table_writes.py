@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 from unittest.mock import MagicMock
 
+import faust
 from faust.stores.base import SerializedStore
 
 from streams.table_writes import (
@@ -16,6 +17,7 @@ from streams.table_writes import (
     pending_changelog,
     send_pending,
     store,
+    table_read,
     table_write,
 )
 
@@ -131,3 +133,81 @@ def test_a_serialising_store_gets_the_bytes_and_the_memory_store_the_value() -> 
     rocks.data._set.assert_called_once_with(made.key_bytes, made.value_bytes)
     store(table_write(memory, "k", {"a": 1}))
     assert memory.data == {"k": {"a": 1}}
+
+
+class BytesStore(SerializedStore[str, Any]):
+    """A serialising store over a dict of bytes, as the RocksDB store is over its database:
+    Faust's own `SerializedStore` turns keys and values into the bytes it keeps."""
+
+    def __init__(self, app: Any, table: Any) -> None:
+        super().__init__(
+            "bytes://",
+            app,
+            table,
+            key_type=str,
+            value_type=None,
+            key_serializer="json",
+            value_serializer="json",
+        )
+        self.kept: dict[bytes, bytes | None] = {}
+        self.gets = 0
+
+    def _get(self, key: bytes) -> bytes | None:
+        self.gets += 1
+        return self.kept.get(key)
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        self.kept[key] = value
+
+    def _del(self, key: bytes) -> None:
+        self.kept.pop(key, None)
+
+    def _iterkeys(self) -> Any:
+        return iter(self.kept)
+
+    def _itervalues(self) -> Any:
+        return iter(self.kept.values())
+
+    def _iteritems(self) -> Any:
+        return iter(self.kept.items())
+
+    def _size(self) -> int:
+        return len(self.kept)
+
+    def _contains(self, key: bytes) -> bool:
+        self.gets += 1
+        return key in self.kept
+
+    def _clear(self) -> None:
+        self.kept.clear()
+
+    def reset_state(self) -> None:
+        self.kept.clear()
+
+    async def backup_partition(
+        self, tp: Any, flush: bool = True, purge: bool = False, keep: int = 1
+    ) -> None:
+        raise NotImplementedError
+
+    def restore_backup(self, tp: Any, latest: bool = True, backup_id: int = 0) -> None:
+        raise NotImplementedError
+
+
+def test_a_read_finds_what_faust_wrote_and_faust_reads_what_a_write_stored() -> None:
+    states = Table("states")
+    states.data = BytesStore(faust.App("cci-test-table-read"), states)
+    faust_written = {"mrn": "25FR0000000000001", "state": "RELEASED", "history": [["X", 1]]}
+    states.data["25FR0000000000001"] = faust_written  # Faust's own serialisation
+    assert table_read(states, "25FR0000000000001") == faust_written
+    assert states.data.gets == 1  # one lookup, where `Table.get` makes two
+    store(table_write(states, "EORI/LRN-é", {"mrn": "M2", "amount": "1.50"}))
+    assert states.data["EORI/LRN-é"] == {"mrn": "M2", "amount": "1.50"}
+    assert table_read(states, "EORI/LRN-é") == {"mrn": "M2", "amount": "1.50"}
+    assert table_read(states, "unknown") is None
+
+
+def test_a_read_of_the_memory_store_is_its_value() -> None:
+    states = Table("states")
+    states.data = {"k": {"a": 1}}
+    assert table_read(states, "k") == {"a": 1}
+    assert table_read(states, "missing") is None
