@@ -39,6 +39,7 @@ from typing import Any, cast
 
 import faust
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from faust.exceptions import ProducerSendError
 from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -53,6 +54,7 @@ from streams.eager import start_eagerly
 from streams.events import Output, dead_letter, fit_original
 from streams.faust_settings import client_settings
 from streams.metrics import PartitionLag, StageMetrics
+from streams.output_batches import OutputBatches, output_batches, send_batches
 from streams.partitioner import partition_by_key
 from streams.reference import ReferenceData, load_reference
 from streams.table_writes import (
@@ -99,11 +101,39 @@ class SourcePartitionTransactions(TransactionManager):
         if topic in groups or event is None:
             # Changelogs are co-partitioned with the input: Faust's own routing is right.
             return await super().send(topic, key, value, partition, timestamp, headers)
-        source = event.message.tp
-        tid = f"{self.app.conf.id}-{groups[source.topic]}-{source.partition}"
         return await self.producer.send(
-            topic, key, value, partition, timestamp, headers, transactional_id=tid
+            topic, key, value, partition, timestamp, headers, transactional_id=self._tid(event)
         )
+
+    def _tid(self, event: Any) -> str:
+        """The transactional id of the input partition of `event`."""
+        groups: dict[str, int] = cast(Any, self.app.assignor)._topic_groups
+        source = event.message.tp
+        return f"{self.app.conf.id}-{groups[source.topic]}-{source.partition}"
+
+    async def append(
+        self,
+        batches: OutputBatches,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any,
+    ) -> None:
+        """Put an output in the batch of the transaction of the input being processed, to be
+        sent when it commits (`streams.output_batches`); partitioned as the producer's own send
+        partitions it."""
+        event = current_event()
+        groups: dict[str, int] = cast(Any, self.app.assignor)._topic_groups
+        if topic in groups or event is None:
+            await self.send(topic, key, value, None, None, headers)
+            return
+        tid = self._tid(event)
+        producer = cast(Any, self.producer)._transaction_producers.get(tid)
+        if producer is None:
+            raise ProducerSendError(f"no transaction producer for {tid}")
+        await producer.client._wait_on_metadata(topic)  # at once once the topic is known
+        partition = producer._partition(topic, None, None, None, key, value)
+        batches.add(producer, tid, topic, partition, key, value, list(headers or []))
 
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP]
@@ -285,7 +315,7 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
             if not cast(Any, self.app.tables).recovery.completed.is_set():
                 # Before Faust's seek to the committed offsets nothing has been processed.
                 return False
-            await send_pending(self.app)
+            await flush_transactions(self.app)
             assignment = self.assignment()
             offsets = self._processed_since_commit(
                 lambda tp: (
@@ -369,7 +399,7 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
             self.inputs_open().clear()
             offsets = self._processed_since_commit(lambda tp: tp in revoked)
             try:
-                await send_pending(self.app)
+                await flush_transactions(self.app)
                 if offsets:
                     await self.transactions.commit(offsets, start_new_transaction=False)
             except Exception as exc:
@@ -418,6 +448,14 @@ def _keep_input_buffers(app: faust.App) -> None:
             queue.clear()
 
     flow.clear = clear_changelog_buffer  # type: ignore[method-assign]
+
+
+async def flush_transactions(app: Any) -> None:
+    """Hand the open transactions' producers what the transactions are to hold and has not
+    been sent yet: the outputs' batches and the tables' changelog records. Called before
+    every commit, whichever transactions it ends."""
+    await send_batches(app)
+    await send_pending(app)
 
 
 async def admit(lock: asyncio.Lock, gate: asyncio.Event, owned: Callable[[], bool]) -> bool:
@@ -632,8 +670,9 @@ class StageContext:
         # and sensor calls per send) showed in the intake's profile, and no stage uses any of
         # it (docs/decisions.md, Exactly-once, 13).
         transactions = cast(Any, self.app.consumer).transactions
+        batches = output_batches(self.app)
         for _, topic, key, value in encoded:
-            await transactions.send(topic.get_topic_name(), key, value, None, None, headers)
+            await transactions.append(batches, topic.get_topic_name(), key, value, headers)
 
     async def dead_letter(
         self, message: Any, reason: str, error: str, logged: str | None = None
