@@ -5,7 +5,7 @@ Faust's fetcher hands every message to the streams inside `Service.wait_first(de
 suspend_flow.wait())`: four tasks made and three cancelled per message, so that a delivery
 blocked on a full buffer or a paused flow can be given up at a rebalance. A delivery nearly
 always finishes without waiting; started eagerly, it needs no task and no race, and one that
-does wait races as before (docs/decisions.md, Consumer, eager delivery).
+does wait races as before (docs/decisions.md, Exactly-once, 17).
 """
 
 from __future__ import annotations

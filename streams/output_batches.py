@@ -8,7 +8,8 @@ producers linger until the commit anyway (docs/decisions.md, Exactly-once, 7): n
 transaction is visible before it commits, and aiokafka sent its batches when the commit
 began. Appended here, an output costs the record's encoding into the batch; the commit sends
 each batch with the changelog records (`streams.table_writes`), before it ends the
-transaction, whose end then waits for them as it waited for the lingering ones.
+transaction, whose end then waits for them as it waited for the lingering ones
+(docs/decisions.md, Exactly-once, 16).
 """
 
 from __future__ import annotations
