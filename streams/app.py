@@ -34,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, cast
 
 import faust
@@ -106,10 +106,14 @@ class SourcePartitionTransactions(TransactionManager):
         )
 
     def _tid(self, event: Any) -> str:
-        """The transactional id of the input partition of `event`."""
-        groups: dict[str, int] = cast(Any, self.app.assignor)._topic_groups
+        """The transactional id of the input partition of `event`, as Faust names it."""
         source = event.message.tp
-        return f"{self.app.conf.id}-{groups[source.topic]}-{source.partition}"
+        tids: dict[TP, str] = self.__dict__.setdefault("_cci_tids", {})
+        tid = tids.get(source)
+        if tid is None:
+            groups: dict[str, int] = cast(Any, self.app.assignor)._topic_groups
+            tid = tids[source] = f"{self.app.conf.id}-{groups[source.topic]}-{source.partition}"
+        return tid
 
     async def append(
         self,
@@ -131,8 +135,14 @@ class SourcePartitionTransactions(TransactionManager):
         producer = cast(Any, self.producer)._transaction_producers.get(tid)
         if producer is None:
             raise ProducerSendError(f"no transaction producer for {tid}")
-        await producer.client._wait_on_metadata(topic)  # at once once the topic is known
-        partition = producer._partition(topic, None, None, None, key, value)
+        partitions = producer.client.cluster.partitions_for_topic(topic)
+        if partitions and key is not None:
+            # What the producer's own send asks its partitioner, without its metadata wait and
+            # its set of available partitions, which only a record without a key uses.
+            partition = partition_by_key(key, sorted(partitions), ())
+        else:
+            await producer.client._wait_on_metadata(topic)
+            partition = producer._partition(topic, None, None, None, key, value)
         batches.add(producer, tid, topic, partition, key, value, list(headers or []))
 
     async def on_rebalance(
@@ -591,9 +601,11 @@ class StageContext:
         prefix = f"{self.settings.namespace}."
         return topic[len(prefix) :] if topic.startswith(prefix) else topic
 
-    @property
+    @cached_property
     def max_message_size(self) -> int:
-        """The largest message the stage's producer sends, outputs and dead letters alike."""
+        """The largest message the stage's producer sends, outputs and dead letters alike.
+        Kept: Faust's settings object costs microseconds per read, and every input and output
+        is checked against it."""
         return int(self.app.conf.producer_max_request_size)
 
     async def decode(self, message: Any, logical: str) -> dict[str, Any] | None:
