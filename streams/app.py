@@ -96,14 +96,20 @@ class SourcePartitionTransactions(TransactionManager):
         *,
         transactional_id: str | None = None,
     ) -> Awaitable[Any]:
-        event = current_event()
-        groups: dict[str, int] = cast(Any, self.app.assignor)._topic_groups
-        if topic in groups or event is None:
-            # Changelogs are co-partitioned with the input: Faust's own routing is right.
+        event = self._input_event(topic)
+        if event is None:
             return await super().send(topic, key, value, partition, timestamp, headers)
         return await self.producer.send(
             topic, key, value, partition, timestamp, headers, transactional_id=self._tid(event)
         )
+
+    def _input_event(self, topic: str) -> Any:
+        """The input being processed, when a send to `topic` goes into its transaction; None
+        when Faust's own routing is right: a changelog, co-partitioned with the input, or a
+        send outside any input."""
+        event = current_event()
+        groups: dict[str, int] = cast(Any, self.app.assignor)._topic_groups
+        return None if topic in groups else event
 
     def _tid(self, event: Any) -> str:
         """The transactional id of the input partition of `event`, as Faust names it."""
@@ -126,10 +132,9 @@ class SourcePartitionTransactions(TransactionManager):
         """Put an output in the batch of the transaction of the input being processed, to be
         sent when it commits (`streams.output_batches`); partitioned as the producer's own send
         partitions it."""
-        event = current_event()
-        groups: dict[str, int] = cast(Any, self.app.assignor)._topic_groups
-        if topic in groups or event is None:
-            await self.send(topic, key, value, None, None, headers)
+        event = self._input_event(topic)
+        if event is None:
+            await super().send(topic, key, value, None, None, headers)
             return
         tid = self._tid(event)
         producer = cast(Any, self.producer)._transaction_producers.get(tid)
