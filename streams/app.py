@@ -53,6 +53,8 @@ from streams.config import Settings
 from streams.eager import start_eagerly
 from streams.events import Output, dead_letter, fit_original
 from streams.faust_settings import client_settings
+from streams.fetch_continuity import FetchedMessage, FetchStarts, skips_inputs
+from streams.fetch_continuity import install as install_fetch_starts
 from streams.metrics import PartitionLag, StageMetrics
 from streams.output_batches import OutputBatches, output_batches, send_batches
 from streams.partitioner import partition_by_key
@@ -271,6 +273,7 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_offset = _InputReadOffsets(lambda: None)
+        self._fetch_starts = FetchStarts()
 
     def _new_consumer_thread(self) -> aiokafka_driver.AIOKafkaConsumerThread:
         return BrokerStableOffsets(self, loop=self.loop, beacon=self.beacon)
@@ -287,6 +290,36 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
                 return WaitResults([coros[0]], [None], False)
             coros = (rest, coros[1])
         return await super().wait_first(*coros, timeout=timeout)
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        records, active_partitions = await super()._wait_next_records(timeout)
+        if records:
+            self._fetch_starts.begin(records)
+        return records, active_partitions
+
+    def _to_message(self, tp: TP, record: Any) -> FetchedMessage:
+        return self._fetch_starts.message(tp, record, self.app.consumer_generation_id)
+
+    async def refetch(self, tp: TP, expected: int) -> None:
+        """Fetch `tp` again from `expected`, the next offset to process, because an input
+        fetched past it would step over inputs Faust dropped (`streams.fetch_continuity`).
+        Asked once per offset: the inputs fetched before the seek keep coming until the
+        refetched ones do, and are skipped meanwhile."""
+        asked: dict[TP, int] = self.__dict__.setdefault("_cci_refetch", {})
+        if asked.get(tp) == expected:
+            return
+        asked[tp] = expected
+        earliest = (await self.earliest_offsets(tp)).get(tp)
+        if earliest is not None and earliest > expected:
+            # Deleted by retention before this stage processed them: nothing left to fetch.
+            log.error("inputs %s %d..%d are no longer on the broker", tp, expected, earliest - 1)
+            self.mark_processed(tp, earliest - 1)
+            return
+        log.warning("fetching %s/%d again from offset %d", tp.topic, tp.partition, expected)
+        try:
+            await self.seek(tp, expected)
+        except Exception as exc:  # revoked meanwhile: its next owner starts from the commit
+            log.warning("could not fetch %s again: %s", tp, failure(exc))
 
     def processed_until(self, tp: TP) -> int | None:
         """The offset of the next input of `tp` to process, once the worker has been seeked
@@ -435,6 +468,7 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
         # A partition assigned again starts from its committed offset, wherever that is now.
         for tp in revoked:
             self.__dict__.setdefault("_cci_next", {}).pop(tp, None)
+            self.__dict__.setdefault("_cci_refetch", {}).pop(tp, None)
         self.__dict__.setdefault("_cci_revoked", set()).update(revoked)
         await super().on_partitions_revoked(revoked)
 
@@ -448,6 +482,7 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
 aiokafka_driver.Transport.TransactionManager = SourcePartitionTransactions
 aiokafka_driver.Transport.Consumer = LockedCommitConsumer
 aiokafka_driver.Transport.Producer = ConcurrentCommitProducer
+install_fetch_starts()
 
 
 def _keep_input_buffers(app: faust.App) -> None:
@@ -571,6 +606,11 @@ class StageContext:
                     if expected is not None and message.offset < expected:
                         # Delivered before Faust's seek and again after it: processed once.
                         self.metrics.handled(self.topic_label(message.topic), "duplicate")
+                        continue
+                    if expected is not None and skips_inputs(message, expected):
+                        # Fetched past inputs that never reached the stream: fetched again.
+                        self.metrics.handled(self.topic_label(message.topic), "refetched")
+                        await consumer.refetch(message.tp, expected)
                         continue
                 await self._process_one(message, handle, name)
                 if consumer is not None:
