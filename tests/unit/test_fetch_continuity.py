@@ -10,7 +10,7 @@ from typing import Any
 
 from faust.types import TP
 
-from streams.app import LockedCommitConsumer, make_app
+from streams.app import LockedCommitConsumer, make_app, make_context
 from streams.config import Settings
 from streams.fetch_continuity import DrainedRecords, FetchedMessage, FetchStarts, skips_inputs
 
@@ -159,3 +159,63 @@ def test_inputs_deleted_by_retention_are_stepped_over_without_a_seek(tmp_path: P
     asyncio.run(c.refetch(PARTITION, 338))
     assert seeks == []
     assert c.processed_until(PARTITION) == 500
+
+
+def test_the_stage_processes_every_input_once_in_order_across_a_dropped_drain(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(namespace="cont", store="memory://", state_dir=tmp_path, partitions=1)
+    app = make_app("decision", settings)
+    app.finalize()
+    app.__dict__["in_transaction"] = True  # as in a worker: the consumer's bookkeeping applies
+    ctx = make_context("decision", settings, app)
+    c = app.consumer
+    assert isinstance(c, LockedCommitConsumer)
+    c._committed_offset[PARTITION] = 0
+    c.inputs_open().set()
+    starts = c._fetch_starts
+    delivered: asyncio.Queue[Any] = asyncio.Queue()
+
+    def deliver(batch: DrainedRecords) -> None:
+        starts.begin({PARTITION: batch})
+        for r in batch:
+            delivered.put_nowait(SimpleNamespace(message=c._to_message(PARTITION, r)))
+
+    seeks: list[int] = []
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        return {tp: 0 for tp in tps}
+
+    async def seek(partition: TP, offset: int) -> None:
+        # The partition is fetched again from `offset`: the inputs Faust dropped come back.
+        seeks.append(offset)
+        deliver(drained([2, 3, 4, 5, 6], start=offset, end=7))
+
+    c.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
+    c.seek = seek  # type: ignore[method-assign]
+
+    class Stream:
+        channel = SimpleNamespace(queue=SimpleNamespace(empty=lambda: False))
+
+        async def events(self) -> Any:
+            while True:
+                yield await delivered.get()
+
+    handled: list[int] = []
+
+    async def handle(message: Any) -> None:
+        handled.append(message.offset)
+
+    async def main() -> None:
+        deliver(drained([0, 1], start=0, end=2))
+        # Inputs 2-4 were drained and dropped before they reached the stream; this drain
+        # comes from the position past them.
+        deliver(drained([5, 6], start=5, end=7))
+        task = asyncio.ensure_future(ctx.process(Stream(), handle, "decision"))
+        while len(handled) < 7:
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert handled == [0, 1, 2, 3, 4, 5, 6]
+    assert seeks == [2]
