@@ -309,7 +309,11 @@ class LockedCommitConsumer(aiokafka_driver.Consumer):
         if asked.get(tp) == expected:
             return
         asked[tp] = expected
-        earliest = (await self.earliest_offsets(tp)).get(tp)
+        try:
+            earliest = (await asyncio.wait_for(self.earliest_offsets(tp), _ASK_BROKER)).get(tp)
+        except Exception as exc:  # the broker away: the seek is the consumer's own, no request
+            log.warning("could not ask where %s begins: %s", tp, failure(exc))
+            earliest = None
         if earliest is not None and earliest > expected:
             # Deleted by retention before this stage processed them: nothing left to fetch.
             log.error("inputs %s %d..%d are no longer on the broker", tp, expected, earliest - 1)
@@ -777,6 +781,8 @@ _DEAD_LETTER_RESERVE = 16 * 1024
 _LOGGED_ERROR = 500
 # Seconds an input waiting for the transactions looks again whether its partition was revoked.
 _GATE_POLL = 0.5
+# Seconds a refetch waits for the broker to say where a partition begins.
+_ASK_BROKER = 10.0
 
 
 def _headers(headers: Any) -> Iterable[tuple[str, bytes | None]]:

@@ -219,3 +219,21 @@ def test_the_stage_processes_every_input_once_in_order_across_a_dropped_drain(
     asyncio.run(asyncio.wait_for(main(), 10))
     assert handled == [0, 1, 2, 3, 4, 5, 6]
     assert seeks == [2]
+
+
+def test_a_partition_is_fetched_again_when_the_broker_cannot_say_where_it_begins(
+    tmp_path: Path,
+) -> None:
+    c = consumer(tmp_path)
+    seeks: list[int] = []
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        raise ConnectionError("broker away")
+
+    async def seek(partition: TP, offset: int) -> None:
+        seeks.append(offset)
+
+    c.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
+    c.seek = seek  # type: ignore[method-assign]
+    asyncio.run(c.refetch(PARTITION, 338))
+    assert seeks == [338]
