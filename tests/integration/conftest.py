@@ -7,19 +7,22 @@ tests, and workers run as real `cci worker` processes, as in production.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from confluent_kafka.cimpl import NewTopic
 
-from streams.admin import delete_namespace, ensure_topics
+from streams.admin import admin_client, delete_namespace, ensure_topics
 from streams.codec import DecodeError, SchemaCatalogue, catalogue
 from streams.config import ROOT, Settings
 from streams.kafka_io import read
@@ -47,6 +50,31 @@ def settings(bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
     ensure_topics(current)
     yield current
     delete_namespace(current)
+
+
+def one_partition_topic(settings: Settings, suffix: str) -> str:
+    """A topic of the test's namespace with a single partition, created now."""
+    name = f"{settings.namespace}.{suffix}"
+    admin = admin_client(settings)  # kept: the futures need the client alive
+    for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
+        future.result()
+    return name
+
+
+@contextlib.asynccontextmanager
+async def read_committed_consumer(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
+    """An aiokafka consumer as a transactional Faust worker makes one: read committed, offsets
+    never committed by itself. Started, assigned nothing yet."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 @pytest.fixture(scope="session")

@@ -8,19 +8,10 @@ import asyncio
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
-from confluent_kafka.cimpl import NewTopic
 
-from streams.admin import admin_client
 from streams.config import Settings
 from streams.fetch_continuity import FetchedMessage, FetchStarts, install, skips_inputs
-
-
-def _topic(settings: Settings) -> str:
-    name = f"{settings.namespace}.continuity"
-    admin = admin_client(settings)  # kept: the futures need the client alive
-    for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
-        future.result()
-    return name
+from tests.integration.conftest import one_partition_topic, read_committed_consumer
 
 
 async def _write(settings: Settings, topic: str) -> None:
@@ -55,18 +46,12 @@ async def _fetch(
 
 def test_fetch_starts_tell_dropped_inputs_from_markers(settings: Settings) -> None:
     install()
-    topic = _topic(settings)
+    topic = one_partition_topic(settings, "continuity")
     tp = TopicPartition(topic, 0)
 
     async def main() -> dict[str, list[int] | bool]:
         await _write(settings, topic)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
+        async with read_committed_consumer(settings) as consumer:
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
             starts = FetchStarts()
@@ -98,8 +83,6 @@ def test_fetch_starts_tell_dropped_inputs_from_markers(settings: Settings) -> No
                 "again": [m.offset for m in again],
                 "again_held_back": skips_inputs(again[0], expected),
             }
-        finally:
-            await consumer.stop()
 
     seen = asyncio.run(main())
     assert seen["processed"] == [0, 1, 2, 7, 8, 9, 11]

@@ -11,22 +11,17 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
-from confluent_kafka.cimpl import NewTopic
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
-from streams.admin import admin_client
 from streams.app import BrokerStableOffsets
 from streams.config import Settings
+from tests.integration.conftest import one_partition_topic, read_committed_consumer
 
 
 def _changelog(settings: Settings) -> str:
-    name = f"{settings.namespace}-probe-changelog"
-    admin = admin_client(settings)
-    for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
-        future.result()
-    return name
+    return one_partition_topic(settings, "probe-changelog")
 
 
 async def _highwaters(settings: Settings, topic: str) -> dict[str, Any]:
@@ -46,13 +41,7 @@ async def _highwaters(settings: Settings, topic: str) -> dict[str, Any]:
 
         # The consumer a transactional Faust worker makes: read committed, assigned, and not
         # fetched from yet, as at the start of a recovery.
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
+        async with read_committed_consumer(settings) as consumer:
             consumer.assign([tp])
             thread = SimpleNamespace(
                 _ensure_consumer=lambda: consumer, consumer=SimpleNamespace(in_transaction=True)
@@ -62,8 +51,6 @@ async def _highwaters(settings: Settings, topic: str) -> dict[str, Any]:
                 [tp],
             )
             ours = await BrokerStableOffsets._highwaters(thread, [tp])  # type: ignore[arg-type]
-        finally:
-            await consumer.stop()
         await writer.abort_transaction()
     finally:
         await writer.stop()

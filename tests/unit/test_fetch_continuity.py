@@ -13,6 +13,7 @@ from faust.types import TP
 from streams.app import LockedCommitConsumer, make_app, make_context
 from streams.config import Settings
 from streams.fetch_continuity import DrainedRecords, FetchedMessage, FetchStarts, skips_inputs
+from tests.unit.test_eager_delivery import consumer
 
 TOPIC = "cont.declarations.accepted"
 PARTITION = TP(TOPIC, 0)
@@ -102,15 +103,6 @@ def test_a_message_whose_fetch_start_is_unknown_is_not_held_back() -> None:
     starts.begin({PARTITION: [record(30)]})  # a plain list: no start known
     assert starts.message(PARTITION, record(30), generation_id=1).fetched_from is None
     assert not skips_inputs(SimpleNamespace(offset=30), 5)
-
-
-def consumer(tmp_path: Path) -> LockedCommitConsumer:
-    settings = Settings(namespace="cont", store="memory://", state_dir=tmp_path, partitions=1)
-    app = make_app("decision", settings)
-    app.finalize()
-    made = app.consumer
-    assert isinstance(made, LockedCommitConsumer)
-    return made
 
 
 def test_the_consumer_makes_fetched_messages(tmp_path: Path) -> None:
