@@ -5,13 +5,24 @@ stream always does (streams.fetch_continuity)."""
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from streams.admin import delete_namespace, ensure_topics
+from streams.codec import SchemaCatalogue
 from streams.config import Settings
 from streams.fetch_continuity import FetchedMessage, FetchStarts, install, skips_inputs
-from tests.integration.conftest import one_partition_topic, read_committed_consumer
+from streams.kafka_io import publish_records
+from tests.integration.conftest import (
+    WorkerProcess,
+    collect,
+    one_partition_topic,
+    read_committed_consumer,
+)
+from tests.integration.test_intake import declarations
 
 
 async def _write(settings: Settings, topic: str) -> None:
@@ -91,3 +102,42 @@ def test_fetch_starts_tell_dropped_inputs_from_markers(settings: Settings) -> No
     assert seen["caught"] is True
     assert seen["again"] == [2, 7]
     assert seen["again_held_back"] is False
+
+
+SHIM = Path(__file__).parent / "shims" / "drop_fetch"
+
+
+def test_an_intake_worker_fetches_again_what_a_dropped_fetch_held(
+    settings: Settings, schemas: SchemaCatalogue, tmp_path: Path
+) -> None:
+    # One partition, so that the inputs lodged after the dropped fetch follow it.
+    single = settings.model_copy(update={"namespace": f"{settings.namespace}-one", "partitions": 1})
+    ensure_topics(single)
+    lodged = declarations(schemas, 30, 0.0, seed=18)
+    first, dropped, after = lodged[:10], lodged[10:20], lodged[20:]
+    worker = WorkerProcess(
+        single,
+        "intake",
+        tmp_path,
+        env={
+            "PYTHONPATH": str(SHIM),
+            "CCI_TEST_DROP_KEYS": ",".join(d["lrn"] for d in dropped),
+        },
+    )
+    try:
+        worker.start()
+        publish_records(single, schemas, "declaration.lodged", first)
+        collect(single, schemas, ["declaration.accepted"], until=10)
+        publish_records(single, schemas, "declaration.lodged", dropped)
+        deadline = time.monotonic() + 30
+        while b"test fault: dropped a fetch" not in worker.log_path.read_bytes():
+            assert time.monotonic() < deadline, worker.log()
+            time.sleep(0.2)
+        publish_records(single, schemas, "declaration.lodged", after)
+        out = collect(single, schemas, ["declaration.accepted"], until=30)
+    finally:
+        worker.stop()
+        delete_namespace(single)
+    lrns = [r["lrn"] for r in out["declaration.accepted"]]
+    assert sorted(lrns) == sorted(d["lrn"] for d in lodged)  # each once
+    assert b"again from offset" in worker.log_path.read_bytes()
