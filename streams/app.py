@@ -607,15 +607,16 @@ class StageContext:
                     if not consumer.owns(message.tp):
                         continue
                     expected = consumer.processed_until(message.tp)
-                    if expected is not None and message.offset < expected:
-                        # Delivered before Faust's seek and again after it: processed once.
-                        self.metrics.handled(self.topic_label(message.topic), "duplicate")
-                        continue
-                    if expected is not None and skips_inputs(message, expected):
-                        # Fetched past inputs that never reached the stream: fetched again.
-                        self.metrics.handled(self.topic_label(message.topic), "refetched")
-                        await consumer.refetch(message.tp, expected)
-                        continue
+                    if expected is not None:
+                        if message.offset < expected:
+                            # Delivered before Faust's seek and again after it: processed once.
+                            self.metrics.handled(self.topic_label(message.topic), "duplicate")
+                            continue
+                        if skips_inputs(message, expected):
+                            # Fetched past inputs that never reached the stream: fetched again.
+                            self.metrics.handled(self.topic_label(message.topic), "refetched")
+                            await consumer.refetch(message.tp, expected)
+                            continue
                 await self._process_one(message, handle, name)
                 if consumer is not None:
                     consumer.mark_processed(message.tp, message.offset, message.timestamp)
