@@ -4,6 +4,7 @@ fetches a partition again rather than step over inputs that never reached the st
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -37,6 +38,29 @@ def record(offset: int) -> Any:
 
 def drained(offsets: list[int], start: int, end: int) -> DrainedRecords:
     return DrainedRecords([record(o) for o in offsets], start, end)
+
+
+def fake_broker(
+    c: LockedCommitConsumer,
+    begins_at: int | Exception,
+    on_seek: Callable[[int], None] = lambda offset: None,
+) -> list[tuple[TP, int]]:
+    """Stand in for the broker behind `c`: where each partition begins (or the error asking
+    raises), and every seek, recorded in the list returned and then passed to `on_seek`."""
+    seeks: list[tuple[TP, int]] = []
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        if isinstance(begins_at, Exception):
+            raise begins_at
+        return {tp: begins_at for tp in tps}
+
+    async def seek(partition: TP, offset: int) -> None:
+        seeks.append((partition, offset))
+        on_seek(offset)
+
+    c.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
+    c.seek = seek  # type: ignore[method-assign]
+    return seeks
 
 
 def test_the_first_record_carries_the_drain_start_and_each_next_the_one_before() -> None:
@@ -114,16 +138,7 @@ def test_the_consumer_makes_fetched_messages(tmp_path: Path) -> None:
 
 def test_a_partition_is_fetched_again_once_per_missing_offset(tmp_path: Path) -> None:
     c = consumer(tmp_path)
-    seeks: list[tuple[TP, int]] = []
-
-    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
-        return {tp: 0 for tp in tps}
-
-    async def seek(partition: TP, offset: int) -> None:
-        seeks.append((partition, offset))
-
-    c.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
-    c.seek = seek  # type: ignore[method-assign]
+    seeks = fake_broker(c, begins_at=0)
 
     async def main() -> None:
         # Every input fetched past offset 338 asks; the partition is fetched again once.
@@ -138,16 +153,7 @@ def test_a_partition_is_fetched_again_once_per_missing_offset(tmp_path: Path) ->
 
 def test_inputs_deleted_by_retention_are_stepped_over_without_a_seek(tmp_path: Path) -> None:
     c = consumer(tmp_path)
-    seeks: list[int] = []
-
-    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
-        return {tp: 500 for tp in tps}
-
-    async def seek(partition: TP, offset: int) -> None:
-        seeks.append(offset)
-
-    c.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
-    c.seek = seek  # type: ignore[method-assign]
+    seeks = fake_broker(c, begins_at=500)
     asyncio.run(c.refetch(PARTITION, 338))
     assert seeks == []
     assert c.processed_until(PARTITION) == 500
@@ -173,18 +179,10 @@ def test_the_stage_processes_every_input_once_in_order_across_a_dropped_drain(
         for r in batch:
             delivered.put_nowait(SimpleNamespace(message=c._to_message(PARTITION, r)))
 
-    seeks: list[int] = []
-
-    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
-        return {tp: 0 for tp in tps}
-
-    async def seek(partition: TP, offset: int) -> None:
-        # The partition is fetched again from `offset`: the inputs Faust dropped come back.
-        seeks.append(offset)
-        deliver(drained([2, 3, 4, 5, 6], start=offset, end=7))
-
-    c.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
-    c.seek = seek  # type: ignore[method-assign]
+    # Fetched again from the offset sought, the inputs Faust dropped come back.
+    seeks = fake_broker(
+        c, begins_at=0, on_seek=lambda offset: deliver(drained([2, 3, 4, 5, 6], offset, 7))
+    )
 
     class Stream:
         channel = SimpleNamespace(queue=SimpleNamespace(empty=lambda: False))
@@ -210,22 +208,13 @@ def test_the_stage_processes_every_input_once_in_order_across_a_dropped_drain(
 
     asyncio.run(asyncio.wait_for(main(), 10))
     assert handled == [0, 1, 2, 3, 4, 5, 6]
-    assert seeks == [2]
+    assert seeks == [(PARTITION, 2)]
 
 
 def test_a_partition_is_fetched_again_when_the_broker_cannot_say_where_it_begins(
     tmp_path: Path,
 ) -> None:
     c = consumer(tmp_path)
-    seeks: list[int] = []
-
-    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
-        raise ConnectionError("broker away")
-
-    async def seek(partition: TP, offset: int) -> None:
-        seeks.append(offset)
-
-    c.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
-    c.seek = seek  # type: ignore[method-assign]
+    seeks = fake_broker(c, begins_at=ConnectionError("broker away"))
     asyncio.run(c.refetch(PARTITION, 338))
-    assert seeks == [338]
+    assert seeks == [(PARTITION, 338)]
